@@ -1,0 +1,41 @@
+# User-facing entry points; the build itself is Meson (build/ and, for the
+# sanitizer run of the unit tests, build-asan/).
+MESON ?= meson
+BUILD := build
+ASAN_BUILD := build-asan
+
+.PHONY: all deps check demo bench clean format
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+deps:
+	./scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	$(MESON) setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN_BUILD)/build.ninja:
+	$(MESON) setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+check: deps
+	$(MAKE) all
+	$(MAKE) $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(BUILD) --print-errorlogs --num-processes 2
+	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --suite unit
+
+demo: deps
+	$(MAKE) all
+	./scripts/demo.sh
+
+bench:
+	./scripts/install-deps.sh --bench
+	$(MAKE) all
+	@echo "benchmarks: run the scripts under bench/ by hand, e.g. bench/hash.sh"
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
