@@ -23,7 +23,8 @@ check: deps
 	$(MAKE) $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(BUILD) --print-errorlogs --num-processes 2
-	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --suite unit
+	KILN_TEST_MUST_RUN=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ASAN_OPTIONS=detect_leaks=1 $(MESON) test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --suite unit
 
 demo: deps
 	$(MAKE) all

@@ -96,7 +96,8 @@ KILN_PUBLIC uint8_t *kiln_buf_steal(struct kiln_buf *b, size_t *ret_len);
  * prefix, then the shorter first. */
 static inline int kiln_bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
-        int c = memcmp(a, b, KILN_MIN(alen, blen));
+        size_t n = KILN_MIN(alen, blen);
+        int c = n ? memcmp(a, b, n) : 0;
         if (c != 0)
                 return c;
         return alen < blen ? -1 : alen > blen ? 1 : 0;
