@@ -2,14 +2,55 @@
  * A verb returns the process exit status and prints its own errors. */
 #pragma once
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include <kiln/error.h>
+#include <jansson.h>
+
+#include <kiln/store.h>
 
 int cmd_hash(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
 
-/* Prints "kiln: <msg>" (and strerror of the code when the message lacks
- * detail) on stderr; returns the exit status 1. */
+/* Prints "kiln: <msg>" on stderr; returns the exit status 1. */
 int cli_fail(const struct kiln_error *e);
 /* Prints "kiln: <formatted>" on stderr; returns 1. */
 int cli_failf(const char *fmt, ...) _printf_(1, 2);
+/* For a bad command line: prints "kiln <verb>: <formatted>" and a hint;
+ * returns the exit status 2. */
+int cli_usage_error(const char *verb, const char *fmt, ...) _printf_(2, 3);
+
+/* The store options every verb takes. */
+enum {
+        CLI_OPT_BLOB_ADDR = 0x1000,
+        CLI_OPT_DIR_ADDR,
+        CLI_OPT_BUILD_ADDR,
+};
+#define CLI_STORE_OPTIONS                                                                          \
+        {"blob-service-addr", required_argument, NULL, CLI_OPT_BLOB_ADDR},                         \
+                {"directory-service-addr", required_argument, NULL, CLI_OPT_DIR_ADDR}
+#define CLI_STORE_USAGE                                                                            \
+        "  --blob-service-addr URL       blob store (env BLOB_SERVICE_ADDR; default: the\n"        \
+        "                                embedded store under $KILN_HOME)\n"                       \
+        "  --directory-service-addr URL  directory store (env DIRECTORY_SERVICE_ADDR)\n"
+
+struct cli_stores {
+        const char *blob_url; /* from the option, else NULL */
+        const char *dir_url;
+        struct kiln_blob_service *blobs;
+        struct kiln_directory_service *dirs;
+};
+
+/* Takes a store option from getopt; returns true if `opt` was one. */
+bool cli_stores_option(struct cli_stores *s, int opt, const char *arg);
+/* Opens the configured stores (option, else environment, else the default
+ * embedded store). Prints the error and returns 1 on failure, else 0. */
+int cli_stores_open(struct cli_stores *s);
+void cli_stores_close(struct cli_stores *s);
+
+/* Writes a JSON value as one line to stdout. */
+void cli_print_json(json_t *j);

@@ -1,6 +1,7 @@
 /* kiln: entry point and verb dispatch. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <string.h>
 
 #include "cli.h"
@@ -13,6 +14,10 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+        {"import", cmd_import, "ingest files and directories into the store"},
+        {"export", cmd_export, "write a stored tree back to the filesystem"},
+        {"cat", cmd_cat, "write a blob to stdout"},
+        {"ls", cmd_ls, "list a stored Directory"},
         {NULL, NULL, NULL},
 };
 
@@ -41,8 +46,25 @@ int cli_failf(const char *fmt, ...)
         return 1;
 }
 
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+        va_list ap;
+        fprintf(stderr, "kiln %s: ", verb);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\n(see kiln %s --help)\n", verb);
+        return 2;
+}
+
 int main(int argc, char **argv)
 {
+        /* Page faults are expensive on our machines: keep freed memory for
+         * reuse instead of returning it to the kernel after every buffer. */
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        mallopt(M_TOP_PAD, 16 << 20);
+
         if (argc < 2) {
                 usage(stderr);
                 return 2;

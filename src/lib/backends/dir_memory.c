@@ -27,9 +27,10 @@ static int mem_dir_get(struct kiln_directory_service *s, const struct kiln_diges
         if (!kiln_digest_eq(&got, d))
                 return kiln_error_set(err, EBADMSG, "directory %s: stored data has digest %s",
                                       KILN_DIGEST_B64(d), KILN_DIGEST_B64(&got));
-        int r = kiln_directory_decode(b->data, b->len, ret, err);
-        if (r < 0)
-                return kiln_error_prefix(err, -EBADMSG, "directory %s", KILN_DIGEST_B64(d));
+        _cleanup_(kiln_error_freep) struct kiln_error *why = NULL;
+        if (kiln_directory_decode(b->data, b->len, ret, &why) < 0)
+                return kiln_error_set(err, EBADMSG, "directory %s: stored data is invalid: %s",
+                                      KILN_DIGEST_B64(d), kiln_error_msg(why));
         return 1;
 }
 

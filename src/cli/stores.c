@@ -1,0 +1,60 @@
+/* The store options shared by every verb. */
+#include <stdlib.h>
+
+#include <kiln/json.h>
+
+#include "cli.h"
+
+bool cli_stores_option(struct cli_stores *s, int opt, const char *arg)
+{
+        switch (opt) {
+        case CLI_OPT_BLOB_ADDR:
+                s->blob_url = arg;
+                return true;
+        case CLI_OPT_DIR_ADDR:
+                s->dir_url = arg;
+                return true;
+        }
+        return false;
+}
+
+static char *pick(const char *opt, const char *env, char *(*fallback)(void))
+{
+        if (opt)
+                return kiln_strdup(opt);
+        const char *e = getenv(env);
+        if (e && *e)
+                return kiln_strdup(e);
+        return fallback();
+}
+
+int cli_stores_open(struct cli_stores *s)
+{
+        _cleanup_free_ char *blob_url = pick(s->blob_url, "BLOB_SERVICE_ADDR",
+                                             kiln_default_blob_url);
+        _cleanup_free_ char *dir_url = pick(s->dir_url, "DIRECTORY_SERVICE_ADDR",
+                                            kiln_default_directory_url);
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        if (kiln_blob_service_open(blob_url, &s->blobs, &err) < 0)
+                return cli_fail(err);
+        if (kiln_directory_service_open(dir_url, &s->dirs, &err) < 0) {
+                kiln_blob_service_free(s->blobs);
+                s->blobs = NULL;
+                return cli_fail(err);
+        }
+        return 0;
+}
+
+void cli_stores_close(struct cli_stores *s)
+{
+        kiln_directory_service_free(s->dirs);
+        kiln_blob_service_free(s->blobs);
+        s->dirs = NULL;
+        s->blobs = NULL;
+}
+
+void cli_print_json(json_t *j)
+{
+        _cleanup_free_ char *s = kiln_json_dumps(j);
+        puts(s);
+}
