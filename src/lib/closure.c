@@ -78,12 +78,11 @@ static void edge_add(struct kiln_closure *c, size_t child, size_t parent, size_t
                 c->edges = kiln_reallocarray(c->edges, c->cap_edges, sizeof(*c->edges));
         }
         c->edges[c->n_edges] = (struct closure_edge){
-                .parent = parent, .entry = entry, .next = c->nodes[child].pending};
+            .parent = parent, .entry = entry, .next = c->nodes[child].pending};
         c->nodes[child].pending = c->n_edges++;
 }
 
-struct kiln_closure *kiln_closure_new(enum kiln_closure_order order,
-                                      const struct kiln_digest *root)
+struct kiln_closure *kiln_closure_new(enum kiln_closure_order order, const struct kiln_digest *root)
 {
         struct kiln_closure *c = kiln_calloc(1, sizeof(*c));
         c->order = order;
@@ -132,13 +131,12 @@ static int check_edge(const struct kiln_node *edge, uint64_t recorded, struct ki
         if (edge->size == recorded)
                 return 0;
         _cleanup_free_ char *name = printable_name(&edge->name);
-        return kiln_error_set(err, EINVAL, "'%s' has wrong size, specified %" PRIu64
-                                           ", recorded %" PRIu64,
-                              name, edge->size, recorded);
+        return kiln_error_set(err, EINVAL,
+                              "'%s' has wrong size, specified %" PRIu64 ", recorded %" PRIu64, name,
+                              edge->size, recorded);
 }
 
-int kiln_closure_want(struct kiln_closure *c, const struct kiln_digest *d,
-                      struct kiln_error **err)
+int kiln_closure_want(struct kiln_closure *c, const struct kiln_digest *d, struct kiln_error **err)
 {
         size_t i = node_lookup(c, d);
         if (i != NO_EDGE && c->nodes[i].dir)
@@ -230,8 +228,7 @@ int kiln_closure_finish(struct kiln_closure *c, struct kiln_digest *ret_root,
                         if (c->nodes[i].has_parent)
                                 continue;
                         if (root != NO_EDGE)
-                                return kiln_error_set(err, EINVAL,
-                                                      "graph has disconnected roots");
+                                return kiln_error_set(err, EINVAL, "graph has disconnected roots");
                         root = i;
                 }
                 for (size_t i = 0; i < c->n_nodes; i++)
