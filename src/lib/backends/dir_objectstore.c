@@ -12,11 +12,13 @@
  * under a rwlock; objects are never removed, so readers may keep pointers
  * to them without the lock.
  *
- * Reads stream: a bounded zstd window and one frame in memory at a time.
- * Each frame's digest is checked by a root-to-leaves closure validator
- * before it is decoded; damage of any kind (bad zstd data, truncation,
- * unexpected digests, undecodable or non-canonical bytes, a closure that
- * ends incomplete) is -EBADMSG naming the root. */
+ * Reads stream: fixed zstd buffers and one frame at a time, its buffer
+ * growing with the bytes that arrive rather than the length claimed (the
+ * validator does keep a copy of each Directory yielded). Each frame's
+ * digest is checked by a root-to-leaves closure validator before it is
+ * decoded; damage of any kind (bad zstd data, truncation, unexpected
+ * digests, undecodable or non-canonical bytes, a closure that ends
+ * incomplete) is -EBADMSG naming the root. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
