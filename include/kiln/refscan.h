@@ -75,3 +75,24 @@ KILN_PUBLIC void kiln_refscan_stream_feed(struct kiln_refscan_stream *s, const v
                                           size_t len);
 /* Ends the haystack; every match in it is now in r. The stream may begin again. */
 KILN_PUBLIC void kiln_refscan_stream_end(struct kiln_refscan_stream *s);
+
+/* Instruction-set levels of the scan kernels, in increasing order of preference. Results never
+ * depend on the level; only speed does. */
+enum kiln_refscan_level {
+        KILN_REFSCAN_PORTABLE = 0,
+        KILN_REFSCAN_AVX2,
+        KILN_REFSCAN_LEVEL_MAX = KILN_REFSCAN_AVX2,
+};
+
+/* The level sets compiled from now on use: the best the CPU supports, unless
+ * KILN_REFSCAN_SIMD (portable|avx2) in the environment or kiln_refscan_force_level() chose
+ * another. A set keeps the level it was compiled with. */
+KILN_PUBLIC enum kiln_refscan_level kiln_refscan_level(void);
+/* The best level this CPU (and build) supports. */
+KILN_PUBLIC enum kiln_refscan_level kiln_refscan_level_supported(void);
+/* Pins the level for sets compiled afterwards (a test hook). Returns 0, or -ENOTSUP when the
+ * CPU or the build lacks it. */
+KILN_PUBLIC int kiln_refscan_force_level(enum kiln_refscan_level level);
+KILN_PUBLIC const char *kiln_refscan_level_name(enum kiln_refscan_level level);
+/* Parses a level name; -EINVAL for an unknown name. */
+KILN_PUBLIC int kiln_refscan_level_from_name(const char *name, enum kiln_refscan_level *ret);

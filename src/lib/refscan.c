@@ -3,241 +3,77 @@
  * Nix hands us hundreds of 32-byte needles, and scanning runs in the same pass as BLAKE3, so it
  * must cost far less than a byte-at-a-time automaton. Needles are split by length:
  *
- * - Long needles (>= LONG_MIN bytes) use sampled hashing. Let m be the shortest long needle
- *   and w the window width (8 bytes, or 4 when m < 16). Any match of a needle of length >= m
- *   covers s = m - w + 1 consecutive window starts, so one of them is a multiple of s. The set
- *   holds, for every long needle and every offset 0..s-1, the w-byte window at that offset; the
- *   scan hashes only the windows at positions 0, s, 2s, ... (one probe per 25 bytes for 32-byte
- *   needles). A bitmap filter that fits the L1/L2 cache rejects almost every probe; survivors
- *   look up their exact window in an open-addressing table and memcmp the needle at the implied
- *   start.
- * - Short needles (< LONG_MIN bytes) are rare in practice and are found position by position:
- *   a 64 Kibit bitmap of their first two bytes (a 1-byte needle c sets every pair (c, *)), then
- *   the same kind of table keyed by those two bytes.
+ * - Long needles (>= REFSCAN_LONG_MIN bytes) use sampled hashing. Let m be the shortest long
+ *   needle and w the window width (8 bytes, or 4 when m < 16). Any match of a needle of length
+ *   >= m covers s = m - w + 1 consecutive window starts, so one of them is a multiple of s. The
+ *   set holds, for every long needle and every offset 0..s-1, the w-byte window at that offset;
+ *   the scan hashes only the windows at positions 0, s, 2s, ... of a block (one probe per 25
+ *   bytes for 32-byte needles). A Bloom filter small enough for L1/L2 rejects nearly every
+ *   probe; survivors look up their exact window in an open-addressing table and memcmp each
+ *   needle having it at the implied start.
+ * - Short needles are rare in practice. With AVX2 and few of them, a nibble-mask prefilter
+ *   looks at every position (refscan_avx2.c). Otherwise a 64 K-entry table of their first two
+ *   bytes (a 1-byte needle c flags every pair (c, *)) is checked at every position, and hits
+ *   look up the needles starting with that pair.
  *
- * Either engine scans one contiguous block and finds exactly the matches lying wholly inside
- * it. A stream keeps the last L-1 bytes (L = longest needle) and on each feed also scans that
- * carry stitched to the first L-1 new bytes, which contains every match crossing the boundary;
- * since a result is a set, finding a match twice is harmless.
+ * Each kernel scans one contiguous block and finds exactly the matches lying wholly inside it.
+ * A stream keeps the last L-1 bytes (L = longest needle) and on each feed also scans that
+ * carry stitched to the first L-1 new bytes, which contains every match crossing the boundary.
+ * Since a result is a set, finding a match twice is harmless.
  *
- * Equal needles are compiled once ("unique" needles); a match marks all their indices. */
-#include <kiln/refscan.h>
-
+ * Equal needles are compiled once ("unique" needles); a match marks all their indices. The
+ * kernel (portable or AVX2) is chosen when a set is compiled. */
 #include <assert.h>
 
-/* Needles shorter than this take the short path. 8 keeps the long path at one probe per 5 or
- * more bytes (m = 8, w = 4) while the short path sees only lengths 1..7. */
-#define LONG_MIN 8
+#include "refscan_impl.h"
+
 /* More offsets per needle mean fewer probes but a fuller filter; past this the gain is nil. */
 #define STRIDE_MAX 64
 /* Bound on table entries (long needles x stride): the stride shrinks to stay under it. */
 #define ENTRIES_MAX (1u << 22)
-#define HASH_MUL    UINT64_C(0x9E3779B97F4A7C15)
-#define NONE        UINT32_MAX
-
-struct hslot {
-        uint64_t key;   /* the window (zero-extended) */
-        uint32_t first; /* its entries: ents[first .. first + count) */
-        uint32_t count; /* 0: empty slot */
-};
-
-struct hent {
-        uint32_t uniq; /* unique needle */
-        uint32_t off;  /* offset of the window inside the needle */
-};
-
-/* Exact map from window to entries, with linear probing at load <= 1/2. */
-struct htab {
-        unsigned shift; /* slot = (key * HASH_MUL) >> shift */
-        size_t mask;
-        struct hslot *slots;
-        struct hent *ents;
-};
-
-struct uniq {
-        const uint8_t *p;
-        size_t len;
-        uint32_t first_idx; /* lowest index with these bytes; others via next_dup */
-};
-
-struct kiln_refscan_set {
-        size_t n;       /* needles as given */
-        size_t n_uniq;  /* distinct needles */
-        size_t max_len; /* L */
-        size_t words;   /* uint64_t words in a result */
-        struct uniq *uniq;
-        uint32_t *next_dup; /* per index: the next index with equal bytes, or NONE */
-        uint8_t *bytes;     /* storage of the unique needles */
-
-        bool has_long;
-        unsigned w;    /* window width: 4 or 8 */
-        size_t m;      /* shortest long needle */
-        size_t stride; /* s */
-        unsigned fshift; /* filter bit = (key * HASH_MUL) >> fshift */
-        uint64_t *filter;
-        struct htab ltab;
-
-        bool has_short;
-        uint32_t one[256]; /* 1-byte needle c: its unique id + 1, or 0 */
-        uint64_t *pairs;   /* 65536-bit filter over the first two bytes */
-        struct htab stab;  /* first two bytes (b0 | b1 << 8) -> short needles of length >= 2 */
-};
-
-struct kiln_refscan_result {
-        size_t n;
-        size_t words;
-        uint64_t bits[];
-};
+/* Filter size: bits per distinct window (~0.5% false hits with two bits per key), capped so
+ * the filter stays L2-resident (64 KiB) even for thousands of needles. */
+#define FILTER_BITS_PER_KEY 32
+#define FILTER_BITS_MAX     19u
 
 struct kiln_refscan_stream {
         const struct kiln_refscan_set *set;
         struct kiln_refscan_result *r;
-        size_t keep; /* L - 1 */
-        size_t clen; /* carry bytes at the start of buf */
+        struct refscan_short_state st;
+        size_t keep;   /* L - 1 */
+        size_t clen;   /* carry bytes at the start of buf */
         uint8_t buf[]; /* 2 * keep: carry, then the first new bytes while stitching */
 };
 
-/* ---- matching ---------------------------------------------------------------------------- */
-
-static inline uint64_t load64(const uint8_t *p)
-{
-        uint64_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-}
-
-static inline uint64_t load32(const uint8_t *p)
-{
-        uint32_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-}
-
-static inline uint64_t load_w(const uint8_t *p, unsigned w)
-{
-        return w == 8 ? load64(p) : load32(p);
-}
-
-static inline bool seen(const struct kiln_refscan_result *r, uint32_t idx)
-{
-        return (__atomic_load_n(&r->bits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64)) & 1;
-}
-
-/* Cold: runs once per needle and output in practice, since found needles are skipped. */
-static void mark(const struct kiln_refscan_set *set, uint32_t u, struct kiln_refscan_result *r)
-{
-        for (uint32_t i = set->uniq[u].first_idx; i != NONE; i = set->next_dup[i])
-                __atomic_fetch_or(&r->bits[i / 64], UINT64_C(1) << (i % 64), __ATOMIC_RELAXED);
-}
-
-/* Unique needle u at p[q..] within a block of n bytes? */
-static inline void verify(const struct kiln_refscan_set *set, uint32_t u, const uint8_t *p,
-                          size_t n, size_t q, struct kiln_refscan_result *r)
-{
-        const struct uniq *nd = &set->uniq[u];
-
-        if (nd->len > n - q || seen(r, nd->first_idx))
-                return;
-        if (memcmp(p + q, nd->p, nd->len) == 0)
-                mark(set, u, r);
-}
-
-static const struct hslot *htab_find(const struct htab *t, uint64_t key)
-{
-        for (size_t i = (key * HASH_MUL) >> t->shift;; i = (i + 1) & t->mask) {
-                const struct hslot *sl = &t->slots[i];
-                if (sl->count == 0)
-                        return NULL;
-                if (sl->key == key)
-                        return sl;
-        }
-}
-
-/* A probe at pos passed the filter: check the needles having that window. */
-static __attribute__((noinline)) void long_candidate(const struct kiln_refscan_set *set,
-                                                     const uint8_t *p, size_t n, size_t pos,
-                                                     struct kiln_refscan_result *r)
-{
-        const struct hslot *sl = htab_find(&set->ltab, load_w(p + pos, set->w));
-
-        if (!sl)
-                return;
-        for (uint32_t i = sl->first; i < sl->first + sl->count; i++) {
-                const struct hent *e = &set->ltab.ents[i];
-                if (e->off <= pos)
-                        verify(set, e->uniq, p, n, pos - e->off, r);
-        }
-}
-
-static inline bool filter_hit(const uint64_t *filter, unsigned fshift, uint64_t key)
-{
-        uint64_t b = (key * HASH_MUL) >> fshift;
-        return (filter[b / 64] >> (b % 64)) & 1;
-}
-
-/* The sampled scan, specialised by window width so loads and shifts are constants. */
-static inline __attribute__((always_inline)) void long_scan(const struct kiln_refscan_set *set,
-                                                            const uint8_t *p, size_t n,
-                                                            struct kiln_refscan_result *r,
-                                                            const unsigned w)
-{
-        const size_t s = set->stride;
-        const uint64_t *filter = set->filter;
-        const unsigned fshift = set->fshift;
-        size_t pos = 0, last;
-
-        if (n < set->m)
-                return;
-        /* Probes start at pos <= last; the match a probe finds lies within m >= w + s - 1
-         * bytes from its start, so the probes stop early enough to stay in bounds. */
-        last = n - w;
-        /* Four independent probes per round, so their cache misses overlap and the rare
-         * filter hit costs one branch. */
-        if (last >= 3 * s) {
-                for (; pos <= last - 3 * s; pos += 4 * s) {
-                        unsigned hit = filter_hit(filter, fshift, load_w(p + pos, w)) |
-                                       filter_hit(filter, fshift, load_w(p + pos + s, w)) << 1 |
-                                       filter_hit(filter, fshift, load_w(p + pos + 2 * s, w)) << 2 |
-                                       filter_hit(filter, fshift, load_w(p + pos + 3 * s, w)) << 3;
-                        if (_unlikely_(hit))
-                                for (unsigned j = 0; j < 4; j++)
-                                        if (hit & (1u << j))
-                                                long_candidate(set, p, n, pos + j * s, r);
-                }
-        }
-        for (; pos <= last; pos += s)
-                if (filter_hit(filter, fshift, load_w(p + pos, w)))
-                        long_candidate(set, p, n, pos, r);
-}
+/* ---- portable kernel --------------------------------------------------------------------- */
 
 static __attribute__((noinline)) void short_candidate(const struct kiln_refscan_set *set,
                                                       const uint8_t *p, size_t n, size_t pos,
                                                       struct kiln_refscan_result *r)
 {
         uint32_t one = set->one[p[pos]];
-        const struct hslot *sl;
+        const struct refscan_hslot *sl;
 
         if (one)
-                verify(set, one - 1, p, n, pos, r);
+                refscan_verify(set, one - 1, p, n, pos, r);
         if (pos + 1 >= n)
                 return;
-        sl = htab_find(&set->stab, p[pos] | (uint64_t)p[pos + 1] << 8);
+        sl = refscan_htab_find(&set->stab, p[pos] | (uint64_t)p[pos + 1] << 8);
         if (!sl)
                 return;
         for (uint32_t i = sl->first; i < sl->first + sl->count; i++)
-                verify(set, set->stab.ents[i].uniq, p, n, pos, r);
+                refscan_verify(set, set->stab.ents[i].uniq, p, n, pos, r);
 }
 
-static inline bool pair_hit(const uint64_t *pairs, const uint8_t *p)
+static inline unsigned pair_at(const uint8_t *pairs, const uint8_t *p)
 {
-        unsigned x = p[0] | (unsigned)p[1] << 8;
-        return (pairs[x / 64] >> (x % 64)) & 1;
+        return pairs[p[0] | (unsigned)p[1] << 8];
 }
 
-static void short_scan(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
-                       struct kiln_refscan_result *r)
+void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
+                              struct kiln_refscan_result *r)
 {
-        const uint64_t *pairs = set->pairs;
+        const uint8_t *pairs = set->pairs;
         size_t pos = 0;
 
         if (n == 0)
@@ -245,39 +81,107 @@ static void short_scan(const struct kiln_refscan_set *set, const uint8_t *p, siz
         for (; pos + 8 < n; pos += 8) {
                 unsigned hit = 0;
                 for (unsigned j = 0; j < 8; j++)
-                        hit |= (unsigned)pair_hit(pairs, p + pos + j) << j;
+                        hit |= pair_at(pairs, p + pos + j);
                 if (_unlikely_(hit))
                         for (unsigned j = 0; j < 8; j++)
-                                if (hit & (1u << j))
+                                if (pair_at(pairs, p + pos + j))
                                         short_candidate(set, p, n, pos + j, r);
         }
         for (; pos + 1 < n; pos++)
-                if (pair_hit(pairs, p + pos))
+                if (pair_at(pairs, p + pos))
                         short_candidate(set, p, n, pos, r);
         /* The last byte starts no pair; only a 1-byte needle can match there. */
         if (set->one[p[n - 1]])
-                verify(set, set->one[p[n - 1]] - 1, p, n, n - 1, r);
+                refscan_verify(set, set->one[p[n - 1]] - 1, p, n, n - 1, r);
 }
 
-/* Finds every match lying wholly inside p[0..n). */
-static void scan_block(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
-                       struct kiln_refscan_result *r)
+void kiln_refscan_block_portable(const struct kiln_refscan_set *set,
+                                 struct refscan_short_state *st, const uint8_t *p, size_t n,
+                                 struct kiln_refscan_result *r)
 {
-        if (set->has_long) {
-                if (set->w == 8)
-                        long_scan(set, p, n, r, 8);
-                else
-                        long_scan(set, p, n, r, 4);
-        }
+        (void)st;
+        if (set->has_long)
+                refscan_long_scan(set, p, n, r);
         if (set->has_short)
-                short_scan(set, p, n, r);
+                kiln_refscan_short_pairs(set, p, n, r);
+}
+
+/* ---- kernel choice ----------------------------------------------------------------------- */
+
+static const char *const level_names[] = {
+        [KILN_REFSCAN_PORTABLE] = "portable",
+        [KILN_REFSCAN_AVX2] = "avx2",
+};
+
+/* -1: not chosen yet. */
+static int active_level = -1;
+
+enum kiln_refscan_level kiln_refscan_level_supported(void)
+{
+#if defined(KILN_REFSCAN_HAVE_AVX2)
+        /* GCC's and clang's probe also checks that the OS saves the YMM state. */
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2"))
+                return KILN_REFSCAN_AVX2;
+#endif
+        return KILN_REFSCAN_PORTABLE;
+}
+
+const char *kiln_refscan_level_name(enum kiln_refscan_level level)
+{
+        return (unsigned)level <= KILN_REFSCAN_LEVEL_MAX ? level_names[level] : "unknown";
+}
+
+int kiln_refscan_level_from_name(const char *name, enum kiln_refscan_level *ret)
+{
+        for (unsigned l = 0; l <= KILN_REFSCAN_LEVEL_MAX; l++)
+                if (strcmp(name, level_names[l]) == 0) {
+                        *ret = l;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int kiln_refscan_force_level(enum kiln_refscan_level level)
+{
+        if ((unsigned)level > (unsigned)kiln_refscan_level_supported())
+                return -ENOTSUP;
+        __atomic_store_n(&active_level, (int)level, __ATOMIC_RELAXED);
+        return 0;
+}
+
+enum kiln_refscan_level kiln_refscan_level(void)
+{
+        int l = __atomic_load_n(&active_level, __ATOMIC_RELAXED);
+
+        if (l < 0) {
+                /* An unknown or unsupported KILN_REFSCAN_SIMD is a tuning knob gone wrong, not
+                 * an error: it silently means "best". Racing first calls store the same. */
+                const char *env = getenv("KILN_REFSCAN_SIMD");
+                enum kiln_refscan_level best = kiln_refscan_level_supported(), want;
+
+                l = best;
+                if (env && kiln_refscan_level_from_name(env, &want) == 0 && want <= best)
+                        l = want;
+                __atomic_store_n(&active_level, l, __ATOMIC_RELAXED);
+        }
+        return l;
+}
+
+static void choose_kernel(struct kiln_refscan_set *set)
+{
+        set->scan_block = kiln_refscan_block_portable;
+#if defined(KILN_REFSCAN_HAVE_AVX2)
+        if (kiln_refscan_level() == KILN_REFSCAN_AVX2)
+                set->scan_block = kiln_refscan_block_avx2;
+#endif
 }
 
 /* ---- compiling a set --------------------------------------------------------------------- */
 
 struct keyed {
         uint64_t key;
-        struct hent e;
+        struct refscan_hent e;
 };
 
 static int keyed_cmp(const void *a, const void *b)
@@ -301,7 +205,7 @@ static unsigned log2_ceil(size_t v)
 }
 
 /* Builds t from k[0..nk), which it sorts. Returns the number of distinct keys. */
-static size_t htab_build(struct htab *t, struct keyed *k, size_t nk)
+static size_t htab_build(struct refscan_htab *t, struct keyed *k, size_t nk)
 {
         size_t distinct = 0, nslots;
         unsigned bits;
@@ -317,8 +221,8 @@ static size_t htab_build(struct htab *t, struct keyed *k, size_t nk)
         t->slots = kiln_calloc(nslots, sizeof(*t->slots));
         t->ents = kiln_reallocarray(NULL, KILN_MAX(nk, (size_t)1), sizeof(*t->ents));
         for (size_t i = 0, j; i < nk; i = j) {
-                struct hslot *sl;
-                size_t h = (k[i].key * HASH_MUL) >> t->shift;
+                struct refscan_hslot *sl;
+                size_t h = (k[i].key * REFSCAN_HASH_MUL) >> t->shift;
 
                 for (j = i; j < nk && k[j].key == k[i].key; j++)
                         t->ents[j] = k[j].e;
@@ -332,7 +236,7 @@ static size_t htab_build(struct htab *t, struct keyed *k, size_t nk)
         return distinct;
 }
 
-static void htab_done(struct htab *t)
+static void htab_done(struct refscan_htab *t)
 {
         free(t->slots);
         free(t->ents);
@@ -346,7 +250,7 @@ static void build_long(struct kiln_refscan_set *set)
 
         set->m = SIZE_MAX;
         for (size_t u = 0; u < set->n_uniq; u++)
-                if (set->uniq[u].len >= LONG_MIN) {
+                if (set->uniq[u].len >= REFSCAN_LONG_MIN) {
                         set->m = KILN_MIN(set->m, set->uniq[u].len);
                         nlong++;
                 }
@@ -360,11 +264,11 @@ static void build_long(struct kiln_refscan_set *set)
 
         k = kiln_reallocarray(NULL, nlong * set->stride, sizeof(*k));
         for (size_t u = 0; u < set->n_uniq; u++) {
-                if (set->uniq[u].len < LONG_MIN)
+                if (set->uniq[u].len < REFSCAN_LONG_MIN)
                         continue;
                 for (size_t off = 0; off < set->stride; off++)
                         k[nk++] = (struct keyed){
-                                .key = load_w(set->uniq[u].p + off, set->w),
+                                .key = refscan_load_w(set->uniq[u].p + off, set->w),
                                 .e = {.uniq = u, .off = off},
                         };
         }
@@ -372,50 +276,114 @@ static void build_long(struct kiln_refscan_set *set)
 
         /* ~32 filter bits per key: about 3% of probes pass by collision, and the filter stays
          * within 64 KiB (L2-resident even at thousands of needles). */
-        fbits = log2_ceil(32 * distinct);
+        fbits = log2_ceil(FILTER_BITS_PER_KEY * distinct);
         fbits = KILN_MAX(fbits, 12u);
-        fbits = KILN_MIN(fbits, 19u);
+        fbits = KILN_MIN(fbits, FILTER_BITS_MAX);
         fbits_n = (size_t)1 << fbits;
-        set->fshift = 64 - fbits;
+        set->fshift = 64 - (fbits - 6);
         set->filter = kiln_calloc(fbits_n / 64, sizeof(uint64_t));
         for (size_t i = 0; i < nk; i++) {
-                uint64_t b = (k[i].key * HASH_MUL) >> set->fshift;
-                set->filter[b / 64] |= UINT64_C(1) << (b % 64);
+                uint64_t h = k[i].key * REFSCAN_HASH_MUL;
+                set->filter[h >> set->fshift] |= refscan_filter_mask(h, set->fshift);
         }
+}
+
+static void teddy_add(struct refscan_teddy *t, unsigned b, const struct refscan_uniq *nd)
+{
+        uint8_t bit = 1u << b;
+
+        for (size_t j = 0; j < REFSCAN_TEDDY_F; j++) {
+                if (j < nd->len) {
+                        t->lo[j][nd->p[j] & 15] |= bit;
+                        t->hi[j][nd->p[j] >> 4] |= bit;
+                } else {
+                        /* past the needle's end any byte will do */
+                        for (unsigned x = 0; x < 16; x++) {
+                                t->lo[j][x] |= bit;
+                                t->hi[j][x] |= bit;
+                        }
+                }
+        }
+}
+
+void kiln_refscan_teddy_prune(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                              unsigned b, const struct kiln_refscan_result *r)
+{
+        uint8_t keep = ~(1u << b);
+
+        for (size_t j = 0; j < REFSCAN_TEDDY_F; j++)
+                for (unsigned x = 0; x < 16; x++) {
+                        st->masks.lo[j][x] &= keep;
+                        st->masks.hi[j][x] &= keep;
+                }
+        for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++) {
+                const struct refscan_uniq *nd = &set->uniq[set->bucket_uniq[i]];
+                if (!refscan_seen(r, nd->first_idx))
+                        teddy_add(&st->masks, b, nd);
+        }
+}
+
+static int short_cmp(const void *a, const void *b, void *arg)
+{
+        const struct refscan_uniq *uniq = arg;
+        const struct refscan_uniq *x = &uniq[*(const uint32_t *)a], *y = &uniq[*(const uint32_t *)b];
+
+        if (x->len != y->len)
+                return x->len < y->len ? -1 : 1;
+        return memcmp(x->p, y->p, x->len);
+}
+
+/* Buckets of similar needles, so that few nibble combinations pass besides theirs: sorted by
+ * length (the shortest, with their wildcards, together) and then bytes, cut into runs. */
+static void build_teddy(struct kiln_refscan_set *set, size_t nshort)
+{
+        size_t k = 0;
+
+        set->bucket_uniq = kiln_reallocarray(NULL, nshort, sizeof(*set->bucket_uniq));
+        for (size_t u = 0; u < set->n_uniq; u++)
+                if (set->uniq[u].len < REFSCAN_LONG_MIN)
+                        set->bucket_uniq[k++] = u;
+        qsort_r(set->bucket_uniq, nshort, sizeof(*set->bucket_uniq), short_cmp, set->uniq);
+        for (unsigned b = 0; b <= REFSCAN_TEDDY_BUCKETS; b++)
+                set->bucket_first[b] = b * nshort / REFSCAN_TEDDY_BUCKETS;
+        for (unsigned b = 0; b < REFSCAN_TEDDY_BUCKETS; b++)
+                for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++)
+                        teddy_add(&set->teddy, b, &set->uniq[set->bucket_uniq[i]]);
 }
 
 static void build_short(struct kiln_refscan_set *set)
 {
         _cleanup_free_ struct keyed *k = NULL;
-        size_t nk = 0;
+        size_t nshort = 0, nk = 0;
 
         for (size_t u = 0; u < set->n_uniq; u++)
-                if (set->uniq[u].len < LONG_MIN)
-                        nk++;
-        if (nk == 0)
+                if (set->uniq[u].len < REFSCAN_LONG_MIN)
+                        nshort++;
+        if (nshort == 0)
                 return;
         set->has_short = true;
-        set->pairs = kiln_calloc(65536 / 64, sizeof(uint64_t));
-        k = kiln_reallocarray(NULL, nk, sizeof(*k));
-        nk = 0;
+        set->pairs = kiln_calloc(65536, 1);
+        k = kiln_reallocarray(NULL, nshort, sizeof(*k));
         for (size_t u = 0; u < set->n_uniq; u++) {
                 const uint8_t *p = set->uniq[u].p;
 
-                if (set->uniq[u].len >= LONG_MIN)
+                if (set->uniq[u].len >= REFSCAN_LONG_MIN)
                         continue;
                 if (set->uniq[u].len == 1) {
                         set->one[p[0]] = u + 1;
-                        for (unsigned y = 0; y < 256; y++) {
-                                unsigned x = p[0] | y << 8;
-                                set->pairs[x / 64] |= UINT64_C(1) << (x % 64);
-                        }
+                        for (unsigned y = 0; y < 256; y++)
+                                set->pairs[p[0] | y << 8] = 1;
                         continue;
                 }
                 unsigned x = p[0] | (unsigned)p[1] << 8;
-                set->pairs[x / 64] |= UINT64_C(1) << (x % 64);
+                set->pairs[x] = 1;
                 k[nk++] = (struct keyed){.key = x, .e = {.uniq = u, .off = 0}};
         }
         htab_build(&set->stab, k, nk);
+        if (nshort <= REFSCAN_TEDDY_MAX) {
+                set->use_teddy = true;
+                build_teddy(set, nshort);
+        }
 }
 
 static int needle_cmp(const void *a, const void *b, void *arg)
@@ -437,8 +405,8 @@ int kiln_refscan_set_new(const uint8_t *const *needles, const size_t *lens, size
         const void *ctx[2] = {needles, lens};
         size_t total = 0, off = 0;
 
-        /* Indices travel as uint32_t; NONE is reserved. */
-        if (n >= NONE)
+        /* Indices travel as uint32_t; REFSCAN_NONE is reserved. */
+        if (n >= REFSCAN_NONE)
                 return kiln_error_set(err, EINVAL, "too many needles: %zu", n);
         for (size_t i = 0; i < n; i++) {
                 if (lens[i] == 0)
@@ -466,7 +434,7 @@ int kiln_refscan_set_new(const uint8_t *const *needles, const size_t *lens, size
         total = 0;
         for (size_t i = 0, j; i < n; i = j) {
                 uint32_t a = order[i];
-                struct uniq *u = &set->uniq[set->n_uniq++];
+                struct refscan_uniq *u = &set->uniq[set->n_uniq++];
 
                 u->first_idx = a;
                 u->len = lens[a];
@@ -476,7 +444,7 @@ int kiln_refscan_set_new(const uint8_t *const *needles, const size_t *lens, size
                                                         lens[order[j]]) == 0;
                      j++)
                         set->next_dup[order[j - 1]] = order[j];
-                set->next_dup[order[j - 1]] = NONE;
+                set->next_dup[order[j - 1]] = REFSCAN_NONE;
         }
         /* Only one copy of each distinct needle is kept. */
         set->bytes = kiln_malloc(total);
@@ -489,6 +457,7 @@ int kiln_refscan_set_new(const uint8_t *const *needles, const size_t *lens, size
 
         build_long(set);
         build_short(set);
+        choose_kernel(set);
         *ret = TAKE_PTR(set);
         return 0;
 }
@@ -504,6 +473,7 @@ void kiln_refscan_set_free(struct kiln_refscan_set *set)
         htab_done(&set->ltab);
         free(set->pairs);
         htab_done(&set->stab);
+        free(set->bucket_uniq);
         free(set);
 }
 
@@ -542,7 +512,7 @@ void kiln_refscan_result_clear(struct kiln_refscan_result *r)
 bool kiln_refscan_result_test(const struct kiln_refscan_result *r, size_t idx)
 {
         assert(idx < r->n);
-        return seen(r, idx);
+        return refscan_seen(r, idx);
 }
 
 size_t kiln_refscan_result_count(const struct kiln_refscan_result *r)
@@ -585,9 +555,14 @@ void kiln_refscan_result_merge(struct kiln_refscan_result *dst,
 void kiln_refscan_scan(const struct kiln_refscan_set *set, const void *data, size_t len,
                        struct kiln_refscan_result *r)
 {
+        struct refscan_short_state st;
+
         assert(r->n == set->n);
-        if (set->n_uniq > 0)
-                scan_block(set, data, len, r);
+        if (set->n_uniq == 0)
+                return;
+        if (set->use_teddy)
+                st.masks = set->teddy;
+        set->scan_block(set, &st, data, len, r);
 }
 
 struct kiln_refscan_stream *kiln_refscan_stream_new(const struct kiln_refscan_set *set)
@@ -610,18 +585,22 @@ void kiln_refscan_stream_begin(struct kiln_refscan_stream *s, struct kiln_refsca
         assert(r->n == s->set->n);
         s->r = r;
         s->clen = 0;
+        /* Pruned masks are only valid for the result they were pruned against. */
+        if (s->set->use_teddy)
+                s->st.masks = s->set->teddy;
 }
 
 void kiln_refscan_stream_feed(struct kiln_refscan_stream *s, const void *data, size_t len)
 {
+        const struct kiln_refscan_set *set = s->set;
         const uint8_t *p = data;
         size_t keep = s->keep;
 
         assert(s->r);
-        if (len == 0 || s->set->n_uniq == 0)
+        if (len == 0 || set->n_uniq == 0)
                 return;
         if (s->clen == 0 || keep == 0) {
-                scan_block(s->set, p, len, s->r);
+                set->scan_block(set, &s->st, p, len, s->r);
                 if (len >= keep) {
                         memcpy(s->buf, p + len - keep, keep);
                         s->clen = keep;
@@ -637,9 +616,9 @@ void kiln_refscan_stream_feed(struct kiln_refscan_stream *s, const void *data, s
          * keep, that window holds all of it; else the feed is scanned on its own as well. */
         size_t k = KILN_MIN(len, keep), total = s->clen + k;
         memcpy(s->buf + s->clen, p, k);
-        scan_block(s->set, s->buf, total, s->r);
+        set->scan_block(set, &s->st, s->buf, total, s->r);
         if (len > keep) {
-                scan_block(s->set, p, len, s->r);
+                set->scan_block(set, &s->st, p, len, s->r);
                 memcpy(s->buf, p + len - keep, keep);
                 s->clen = keep;
         } else if (total > keep) {

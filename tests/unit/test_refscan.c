@@ -366,6 +366,43 @@ static void test_stream_reuse_forgets_carry(void **state)
         expect_result(a, "[0, 1, 2]");
 }
 
+/* Found short needles leave the prefilter; the others in their bucket must stay. */
+static void test_short_needles_pruned(void **state)
+{
+        (void)state;
+        /* Ten short needles share eight buckets: "i" and "xyz" land in the same one. */
+        static const char *const needles[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "xyz",
+                                              NULL};
+        const char *n[11];
+        _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = NULL;
+        _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *r = NULL;
+        _cleanup_(kiln_refscan_stream_freep) struct kiln_refscan_stream *s = NULL;
+        static uint8_t h[100000];
+
+        memcpy(n, needles, sizeof(n));
+        n[10] = NIX_NEEDLES[0];
+        set = set_of(n, 11);
+        r = kiln_refscan_result_new(set);
+        s = kiln_refscan_stream_new(set);
+        for (size_t i = 0; i < sizeof(h); i++)
+                h[i] = "abcdefghi-"[i % 10];
+        memcpy(h + 70000, "xyz", 3);
+        memcpy(h + 4096 * 20 - 10, NIX_NEEDLES[0], 32);
+        kiln_refscan_stream_begin(s, r);
+        for (size_t off = 0; off < sizeof(h); off += 4096)
+                kiln_refscan_stream_feed(s, h + off, KILN_MIN((size_t)4096, sizeof(h) - off));
+        kiln_refscan_stream_end(s);
+        expect_result(r, "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]");
+
+        /* The same stream, a new result: pruning from the last one must not carry over. */
+        kiln_refscan_result_clear(r);
+        kiln_refscan_stream_begin(s, r);
+        kiln_refscan_stream_feed(s, "-i-", 3);
+        kiln_refscan_stream_feed(s, "xyz", 3);
+        kiln_refscan_stream_end(s);
+        expect_result(r, "[8, 9]");
+}
+
 /* ---- results ----------------------------------------------------------------------------- */
 
 static void test_result_api(void **state)
@@ -580,6 +617,14 @@ static void test_random_vs_memmem(void **state)
         }
 }
 
+static enum kiln_refscan_level pinned;
+
+static int pin_level(void **state)
+{
+        (void)state;
+        return kiln_refscan_force_level(pinned) == 0 ? 0 : -1;
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -594,12 +639,25 @@ int main(void)
                 cmocka_unit_test(test_duplicate_needles),
                 cmocka_unit_test(test_binary_needles),
                 cmocka_unit_test(test_long_needles),
+                cmocka_unit_test(test_short_needles_pruned),
                 cmocka_unit_test(test_boundary_every_split),
                 cmocka_unit_test(test_stream_reuse_forgets_carry),
                 cmocka_unit_test(test_result_api),
                 cmocka_unit_test(test_concurrent_streams),
                 cmocka_unit_test(test_random_vs_memmem),
         };
+        int failed = 0;
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        /* Every kernel the CPU and build offer, each pinned for the whole suite. */
+        for (unsigned l = 0; l <= kiln_refscan_level_supported(); l++) {
+                char name[64];
+
+                pinned = l;
+                snprintf(name, sizeof(name), "refscan-%s", kiln_refscan_level_name(pinned));
+                failed += _cmocka_run_group_tests(name, tests, KILN_ARRAY_SIZE(tests), pin_level,
+                                                  NULL);
+        }
+        if (kiln_refscan_level_supported() == KILN_REFSCAN_PORTABLE)
+                printf("note: only the portable kernel is available here\n");
+        return failed;
 }

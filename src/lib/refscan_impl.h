@@ -1,0 +1,250 @@
+/* Reference scanner internals shared by the portable code (refscan.c) and the per-ISA scan
+ * kernels (refscan_<isa>.c, each compiled with its own -m flags). See refscan.c for the
+ * design. Everything here is static inline so each kernel gets its own specialised copy. */
+#pragma once
+
+#include <kiln/refscan.h>
+
+/* Needles shorter than this take the short path. 8 keeps the long path at one probe per 5 or
+ * more bytes (m = 8, w = 4) while the short path sees only lengths 1..7. */
+#define REFSCAN_LONG_MIN 8
+/* Bytes of each short needle the nibble-mask prefilter looks at (fewer: wildcards). */
+#define REFSCAN_TEDDY_F 3
+/* Buckets of the nibble-mask prefilter: bits of a byte. */
+#define REFSCAN_TEDDY_BUCKETS 8
+/* Above this many short needles the buckets grow too crowded to filter; the pair table,
+ * which does not care, is used instead. */
+#define REFSCAN_TEDDY_MAX 32
+#define REFSCAN_HASH_MUL   UINT64_C(0x9E3779B97F4A7C15)
+#define REFSCAN_NONE       UINT32_MAX
+
+struct refscan_hslot {
+        uint64_t key;   /* the window (zero-extended) */
+        uint32_t first; /* its entries: ents[first .. first + count) */
+        uint32_t count; /* 0: empty slot */
+};
+
+struct refscan_hent {
+        uint32_t uniq; /* unique needle */
+        uint32_t off;  /* offset of the window (long) or 0 (short) */
+};
+
+/* Exact map from window to entries, with linear probing at load <= 1/2. */
+struct refscan_htab {
+        unsigned shift; /* slot = (key * REFSCAN_HASH_MUL) >> shift */
+        size_t mask;
+        struct refscan_hslot *slots;
+        struct refscan_hent *ents;
+};
+
+struct refscan_uniq {
+        const uint8_t *p;
+        size_t len;
+        uint32_t first_idx; /* lowest index with these bytes; others via next_dup */
+};
+
+/* Nibble masks of the short-needle prefilter: byte j of a candidate, split into its low and
+ * high nibble, selects in lo[j] and hi[j] the buckets whose needles allow it there. Copied
+ * into each stream, which drops found needles from it (see refscan_teddy_prune). */
+struct refscan_teddy {
+        uint8_t lo[REFSCAN_TEDDY_F][16];
+        uint8_t hi[REFSCAN_TEDDY_F][16];
+};
+
+struct refscan_short_state {
+        struct refscan_teddy masks;
+};
+
+struct kiln_refscan_set {
+        size_t n;       /* needles as given */
+        size_t n_uniq;  /* distinct needles */
+        size_t max_len; /* L */
+        size_t words;   /* uint64_t words in a result */
+        struct refscan_uniq *uniq;
+        uint32_t *next_dup; /* per index: the next index with equal bytes, or REFSCAN_NONE */
+        uint8_t *bytes;     /* storage of the unique needles */
+        /* the kernel of the level chosen when the set was compiled */
+        void (*scan_block)(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                           const uint8_t *p, size_t n, struct kiln_refscan_result *r);
+
+        /* long needles: sampled hashing */
+        bool has_long;
+        unsigned w;      /* window width: 4 or 8 */
+        size_t m;        /* shortest long needle */
+        size_t stride;   /* s */
+        unsigned fshift; /* filter word = (key * REFSCAN_HASH_MUL) >> fshift */
+        uint64_t *filter;
+        struct refscan_htab ltab;
+
+        /* short needles */
+        bool has_short;
+        bool use_teddy;     /* prefilter with the nibble masks, not the pair table */
+        uint32_t one[256];  /* 1-byte needle c: its unique id + 1, or 0 */
+        uint8_t *pairs;     /* 65536 flags over the first two bytes (1-byte needle c: (c, *)) */
+        struct refscan_htab stab; /* first two bytes (b0 | b1 << 8) -> needles of length >= 2 */
+        struct refscan_teddy teddy;
+        /* bucket b holds bucket_uniq[bucket_first[b] .. bucket_first[b + 1]) */
+        uint32_t bucket_first[REFSCAN_TEDDY_BUCKETS + 1];
+        uint32_t *bucket_uniq;
+};
+
+struct kiln_refscan_result {
+        size_t n;
+        size_t words;
+        uint64_t bits[];
+};
+
+/* Block kernels: find every match lying wholly inside p[0..n). */
+void kiln_refscan_block_portable(const struct kiln_refscan_set *set,
+                                 struct refscan_short_state *st, const uint8_t *p, size_t n,
+                                 struct kiln_refscan_result *r);
+void kiln_refscan_block_avx2(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                             const uint8_t *p, size_t n, struct kiln_refscan_result *r);
+/* Rebuilds bucket b of st's masks from the needles of b not yet in r. */
+void kiln_refscan_teddy_prune(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                              unsigned b, const struct kiln_refscan_result *r);
+/* The short-needle pair-table scan (portable). */
+void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
+                              struct kiln_refscan_result *r);
+
+static inline uint64_t refscan_load64(const uint8_t *p)
+{
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+static inline uint64_t refscan_load32(const uint8_t *p)
+{
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+static inline uint64_t refscan_load_w(const uint8_t *p, unsigned w)
+{
+        return w == 8 ? refscan_load64(p) : refscan_load32(p);
+}
+
+static inline bool refscan_seen(const struct kiln_refscan_result *r, uint32_t idx)
+{
+        return (__atomic_load_n(&r->bits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64)) & 1;
+}
+
+/* Marks every index of unique needle u. Rare: found needles are not verified again. */
+static inline void refscan_mark(const struct kiln_refscan_set *set, uint32_t u,
+                                struct kiln_refscan_result *r)
+{
+        for (uint32_t i = set->uniq[u].first_idx; i != REFSCAN_NONE; i = set->next_dup[i])
+                __atomic_fetch_or(&r->bits[i / 64], UINT64_C(1) << (i % 64), __ATOMIC_RELAXED);
+}
+
+/* Unique needle u at p[q..] within a block of n bytes (q < n)? Marks it if so. Returns
+ * whether u is now known to be in r, found here or before. */
+static inline bool refscan_verify(const struct kiln_refscan_set *set, uint32_t u,
+                                  const uint8_t *p, size_t n, size_t q,
+                                  struct kiln_refscan_result *r)
+{
+        const struct refscan_uniq *nd = &set->uniq[u];
+
+        if (refscan_seen(r, nd->first_idx))
+                return true;
+        if (nd->len > n - q || memcmp(p + q, nd->p, nd->len) != 0)
+                return false;
+        refscan_mark(set, u, r);
+        return true;
+}
+
+static inline const struct refscan_hslot *refscan_htab_find(const struct refscan_htab *t,
+                                                            uint64_t key)
+{
+        for (size_t i = (key * REFSCAN_HASH_MUL) >> t->shift;; i = (i + 1) & t->mask) {
+                const struct refscan_hslot *sl = &t->slots[i];
+                if (sl->count == 0)
+                        return NULL;
+                if (sl->key == key)
+                        return sl;
+        }
+}
+
+/* A blocked Bloom filter with two bits per key, both in the word the top hash bits select:
+ * one load per probe, and several times fewer false candidates than one bit at that size. */
+static inline uint64_t refscan_filter_mask(uint64_t h, unsigned fshift)
+{
+        return UINT64_C(1) << ((h >> (fshift - 6)) % 64) |
+               UINT64_C(1) << ((h >> (fshift - 12)) % 64);
+}
+
+static inline bool refscan_filter_hit(const uint64_t *filter, unsigned fshift, uint64_t key)
+{
+        uint64_t h = key * REFSCAN_HASH_MUL;
+        uint64_t word = filter[h >> fshift];
+
+        return ((word >> ((h >> (fshift - 6)) % 64)) & (word >> ((h >> (fshift - 12)) % 64))) & 1;
+}
+
+/* A probe at pos passed the filter: check the needles having that window. Cold. */
+static __attribute__((noinline, unused)) void
+refscan_long_candidate(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
+                       size_t pos, struct kiln_refscan_result *r)
+{
+        const struct refscan_hslot *sl =
+                refscan_htab_find(&set->ltab, refscan_load_w(p + pos, set->w));
+
+        if (!sl)
+                return;
+        for (uint32_t i = sl->first; i < sl->first + sl->count; i++) {
+                const struct refscan_hent *e = &set->ltab.ents[i];
+                if (e->off <= pos)
+                        refscan_verify(set, e->uniq, p, n, pos - e->off, r);
+        }
+}
+
+/* The sampled scan of the long needles, specialised by window width so that loads are
+ * constants. */
+static inline __attribute__((always_inline)) void
+refscan_long_scan_w(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
+                    struct kiln_refscan_result *r, const unsigned w)
+{
+        const size_t s = set->stride;
+        const uint64_t *filter = set->filter;
+        const unsigned fshift = set->fshift;
+        size_t pos = 0, last;
+
+        if (n < set->m)
+                return;
+        /* A match of length >= m starting at q contains the probe at the multiple of s in
+         * [q, q + s), which ends by q + s - 1 + w <= q + m: so probes never read past n. */
+        last = n - w;
+        /* Four independent probes per round, so their cache misses overlap and the rare
+         * filter hit costs one branch. */
+        if (last >= 3 * s) {
+                for (; pos <= last - 3 * s; pos += 4 * s) {
+                        unsigned hit =
+                                refscan_filter_hit(filter, fshift, refscan_load_w(p + pos, w)) |
+                                refscan_filter_hit(filter, fshift,
+                                                   refscan_load_w(p + pos + s, w)) << 1 |
+                                refscan_filter_hit(filter, fshift,
+                                                   refscan_load_w(p + pos + 2 * s, w)) << 2 |
+                                refscan_filter_hit(filter, fshift,
+                                                   refscan_load_w(p + pos + 3 * s, w)) << 3;
+                        if (_unlikely_(hit))
+                                for (unsigned j = 0; j < 4; j++)
+                                        if (hit & (1u << j))
+                                                refscan_long_candidate(set, p, n, pos + j * s, r);
+                }
+        }
+        for (; pos <= last; pos += s)
+                if (refscan_filter_hit(filter, fshift, refscan_load_w(p + pos, w)))
+                        refscan_long_candidate(set, p, n, pos, r);
+}
+
+static inline __attribute__((always_inline)) void
+refscan_long_scan(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
+                  struct kiln_refscan_result *r)
+{
+        if (set->w == 8)
+                refscan_long_scan_w(set, p, n, r, 8);
+        else
+                refscan_long_scan_w(set, p, n, r, 4);
+}
