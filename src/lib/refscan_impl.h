@@ -167,20 +167,34 @@ static inline const struct refscan_hslot *refscan_htab_find(const struct refscan
         }
 }
 
-/* A blocked Bloom filter with two bits per key, both in the word the top hash bits select:
- * one load per probe, and several times fewer false candidates than one bit at that size. */
-static inline uint64_t refscan_filter_mask(uint64_t h, unsigned fshift)
+/* A one-bit-per-key Bloom filter addressed as words: the top hash bits pick the word, fixed
+ * lower ones the bit. The scan loop is ALU-bound, and one bit costs half the operations of two
+ * while a roomy filter (REFSCAN_FILTER_BITS_PER_KEY) keeps false hits near 1%. The bit comes
+ * from hash bits below those of the word index, which uses at most
+ * REFSCAN_FILTER_WORD_BITS_MAX top bits. */
+#define REFSCAN_FILTER_WORD_BITS_MAX 14
+#define REFSCAN_FILTER_BIT_SHIFT     40
+
+static inline uint64_t refscan_filter_mask(uint64_t h)
 {
-        return UINT64_C(1) << ((h >> (fshift - 6)) % 64) |
-               UINT64_C(1) << ((h >> (fshift - 12)) % 64);
+        return UINT64_C(1) << ((h >> REFSCAN_FILTER_BIT_SHIFT) % 64);
+}
+
+/* Bit 0 of the result: whether the filter passes key. (The other bits are garbage; callers OR
+ * several probes together and test bit 0 once.) */
+static inline uint64_t refscan_filter_bits(const uint64_t *filter, unsigned fshift, uint64_t key)
+{
+        uint64_t h = key * REFSCAN_HASH_MUL;
+        /* A rotation rather than a shift: one flag-free rorx with BMI2, and only the low six
+         * bits of a shift count matter. */
+        uint64_t c = h >> REFSCAN_FILTER_BIT_SHIFT | h << (64 - REFSCAN_FILTER_BIT_SHIFT);
+
+        return filter[h >> fshift] >> (c % 64);
 }
 
 static inline bool refscan_filter_hit(const uint64_t *filter, unsigned fshift, uint64_t key)
 {
-        uint64_t h = key * REFSCAN_HASH_MUL;
-        uint64_t word = filter[h >> fshift];
-
-        return ((word >> ((h >> (fshift - 6)) % 64)) & (word >> ((h >> (fshift - 12)) % 64))) & 1;
+        return refscan_filter_bits(filter, fshift, key) & 1;
 }
 
 /* A probe at pos passed the filter: check the needles having that window. Cold. */
@@ -217,21 +231,21 @@ refscan_long_scan_w(const struct kiln_refscan_set *set, const uint8_t *p, size_t
          * [q, q + s), which ends by q + s - 1 + w <= q + m: so probes never read past n. */
         last = n - w;
         /* Four independent probes per round, so their cache misses overlap and the rare
-         * filter hit costs one branch. */
+         * filter hit costs one branch; the hit is recomputed probe by probe then. */
         if (last >= 3 * s) {
-                for (; pos <= last - 3 * s; pos += 4 * s) {
-                        unsigned hit =
-                                refscan_filter_hit(filter, fshift, refscan_load_w(p + pos, w)) |
-                                refscan_filter_hit(filter, fshift,
-                                                   refscan_load_w(p + pos + s, w)) << 1 |
-                                refscan_filter_hit(filter, fshift,
-                                                   refscan_load_w(p + pos + 2 * s, w)) << 2 |
-                                refscan_filter_hit(filter, fshift,
-                                                   refscan_load_w(p + pos + 3 * s, w)) << 3;
-                        if (_unlikely_(hit))
-                                for (unsigned j = 0; j < 4; j++)
-                                        if (hit & (1u << j))
-                                                refscan_long_candidate(set, p, n, pos + j * s, r);
+                const size_t s2 = 2 * s, s3 = 3 * s, s4 = 4 * s;
+
+                for (; pos <= last - s3; pos += s4) {
+                        const uint8_t *q = p + pos;
+                        uint64_t hit = refscan_filter_bits(filter, fshift, refscan_load_w(q, w)) |
+                                       refscan_filter_bits(filter, fshift, refscan_load_w(q + s, w)) |
+                                       refscan_filter_bits(filter, fshift, refscan_load_w(q + s2, w)) |
+                                       refscan_filter_bits(filter, fshift, refscan_load_w(q + s3, w));
+                        if (_unlikely_(hit & 1))
+                                for (size_t j = pos; j < pos + s4; j += s)
+                                        if (refscan_filter_hit(filter, fshift,
+                                                               refscan_load_w(p + j, w)))
+                                                refscan_long_candidate(set, p, n, j, r);
                 }
         }
         for (; pos <= last; pos += s)
