@@ -318,7 +318,7 @@ void kiln_refscan_teddy_prune(const struct kiln_refscan_set *set, struct refscan
                         st->masks.hi[j][x] &= keep;
                 }
         for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++) {
-                const struct refscan_uniq *nd = &set->uniq[set->bucket_uniq[i]];
+                const struct refscan_uniq *nd = &set->uniq[set->bucket[i].uniq];
                 if (!refscan_seen(r, nd->first_idx))
                         teddy_add(&st->masks, b, nd);
         }
@@ -327,11 +327,12 @@ void kiln_refscan_teddy_prune(const struct kiln_refscan_set *set, struct refscan
 static int short_cmp(const void *a, const void *b, void *arg)
 {
         const struct refscan_uniq *uniq = arg;
-        const struct refscan_uniq *x = &uniq[*(const uint32_t *)a], *y = &uniq[*(const uint32_t *)b];
+        const struct refscan_short_ent *x = a, *y = b;
+        const struct refscan_uniq *nx = &uniq[x->uniq], *ny = &uniq[y->uniq];
 
-        if (x->len != y->len)
-                return x->len < y->len ? -1 : 1;
-        return memcmp(x->p, y->p, x->len);
+        if (nx->len != ny->len)
+                return nx->len < ny->len ? -1 : 1;
+        return memcmp(nx->p, ny->p, nx->len);
 }
 
 /* Buckets of similar needles, so that few nibble combinations pass besides theirs: sorted by
@@ -340,16 +341,26 @@ static void build_teddy(struct kiln_refscan_set *set, size_t nshort)
 {
         size_t k = 0;
 
-        set->bucket_uniq = kiln_reallocarray(NULL, nshort, sizeof(*set->bucket_uniq));
-        for (size_t u = 0; u < set->n_uniq; u++)
-                if (set->uniq[u].len < REFSCAN_LONG_MIN)
-                        set->bucket_uniq[k++] = u;
-        qsort_r(set->bucket_uniq, nshort, sizeof(*set->bucket_uniq), short_cmp, set->uniq);
+        set->bucket = kiln_calloc(nshort, sizeof(*set->bucket));
+        for (size_t u = 0; u < set->n_uniq; u++) {
+                struct refscan_short_ent *e = &set->bucket[k];
+                const struct refscan_uniq *nd = &set->uniq[u];
+
+                if (nd->len >= REFSCAN_LONG_MIN)
+                        continue;
+                static_assert(REFSCAN_LONG_MIN <= 9, "short needles must fit a uint64_t");
+                memcpy(&e->val, nd->p, nd->len);
+                memset(&e->mask, 0xff, nd->len);
+                e->uniq = u;
+                e->len = nd->len;
+                k++;
+        }
+        qsort_r(set->bucket, nshort, sizeof(*set->bucket), short_cmp, set->uniq);
         for (unsigned b = 0; b <= REFSCAN_TEDDY_BUCKETS; b++)
                 set->bucket_first[b] = b * nshort / REFSCAN_TEDDY_BUCKETS;
         for (unsigned b = 0; b < REFSCAN_TEDDY_BUCKETS; b++)
                 for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++)
-                        teddy_add(&set->teddy, b, &set->uniq[set->bucket_uniq[i]]);
+                        teddy_add(&set->teddy, b, &set->uniq[set->bucket[i].uniq]);
 }
 
 static void build_short(struct kiln_refscan_set *set)
@@ -474,7 +485,7 @@ void kiln_refscan_set_free(struct kiln_refscan_set *set)
         htab_done(&set->ltab);
         free(set->pairs);
         htab_done(&set->stab);
-        free(set->bucket_uniq);
+        free(set->bucket);
         free(set);
 }
 

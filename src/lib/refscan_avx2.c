@@ -59,15 +59,31 @@ static __attribute__((noinline)) bool candidates(const struct kiln_refscan_set *
         for (; bits; bits &= bits - 1) {
                 unsigned k = __builtin_ctzll(bits);
                 size_t pos = base + k;
+                uint64_t win = 0;
 
                 if (pos >= n) /* padding past a block's end */
                         break;
+                /* The 8 bytes at pos, zero-padded at the block's end (where the length check
+                 * below keeps padding from matching). */
+                if (n - pos >= 8)
+                        win = refscan_load64(p + pos);
+                else
+                        memcpy(&win, p + pos, n - pos);
                 for (unsigned buckets = bytes[k]; buckets; buckets &= buckets - 1) {
                         unsigned b = __builtin_ctz(buckets);
                         bool seen = false;
 
-                        for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++)
-                                seen |= refscan_verify(set, set->bucket_uniq[i], p, n, pos, r);
+                        for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++) {
+                                const struct refscan_short_ent *e = &set->bucket[i];
+                                uint32_t idx = set->uniq[e->uniq].first_idx;
+
+                                if (refscan_seen(r, idx)) {
+                                        seen = true;
+                                } else if ((win & e->mask) == e->val && e->len <= n - pos) {
+                                        refscan_mark(set, e->uniq, r);
+                                        seen = true;
+                                }
+                        }
                         /* Once per bucket and round: later positions of this round were
                          * computed with the old masks and would only prune again. */
                         if (seen && !(pruned & (1u << b))) {

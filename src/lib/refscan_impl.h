@@ -9,7 +9,7 @@
  * more bytes (m = 8, w = 4) while the short path sees only lengths 1..7. */
 #define REFSCAN_LONG_MIN 8
 /* Bytes of each short needle the nibble-mask prefilter looks at (fewer: wildcards). */
-#define REFSCAN_TEDDY_F 3
+#define REFSCAN_TEDDY_F 4
 /* Buckets of the nibble-mask prefilter: bits of a byte. */
 #define REFSCAN_TEDDY_BUCKETS 8
 /* Above this many short needles the buckets grow too crowded to filter; the pair table,
@@ -35,6 +35,14 @@ struct refscan_htab {
         size_t mask;
         struct refscan_hslot *slots;
         struct refscan_hent *ents;
+};
+
+/* A short needle as an 8-byte word: it is at p when (load64(p) & mask) == val. */
+struct refscan_short_ent {
+        uint64_t val;
+        uint64_t mask;
+        uint32_t uniq;
+        uint32_t len;
 };
 
 struct refscan_uniq {
@@ -83,9 +91,9 @@ struct kiln_refscan_set {
         uint8_t *pairs;     /* 65536 flags over the first two bytes (1-byte needle c: (c, *)) */
         struct refscan_htab stab; /* first two bytes (b0 | b1 << 8) -> needles of length >= 2 */
         struct refscan_teddy teddy;
-        /* bucket b holds bucket_uniq[bucket_first[b] .. bucket_first[b + 1]) */
+        /* bucket b holds bucket[bucket_first[b] .. bucket_first[b + 1]) */
         uint32_t bucket_first[REFSCAN_TEDDY_BUCKETS + 1];
-        uint32_t *bucket_uniq;
+        struct refscan_short_ent *bucket;
 };
 
 struct kiln_refscan_result {
