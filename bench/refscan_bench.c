@@ -1,7 +1,11 @@
 /* Reference scanner throughput: a buffer of random nixbase32-ish text (1 GiB by default) with a
- * few planted needles, scanned as one stream in fixed-size feeds for several needle sets, plus
- * a memory-read baseline and a small-file run. Prints GB/s (10^9 bytes per second), best of a
- * few runs.
+ * few planted needles, for several needle sets. Prints GB/s (10^9 bytes per second), best of a
+ * few runs, for
+ *   cold:  the whole buffer as one stream in fixed-size feeds (memory-bound; compare with the
+ *          memory read baseline),
+ *   hot:   one feed-sized piece fed over and over as one stream, as much data as the buffer: the
+ *          data is in cache, as it is right after BLAKE3 hashed it,
+ *   files: that piece as separate 4 KiB haystacks (begin/feed/end each), per-file overhead.
  *
  *     refscan-bench [MiB [feed KiB [runs]]]
  *
@@ -66,10 +70,11 @@ static void die(const char *what, struct kiln_error *err)
         exit(1);
 }
 
-/* Scans buf as one stream in feeds of `feed` bytes; best time of `runs`. */
-static double scan_stream(const struct kiln_refscan_set *set, struct kiln_refscan_stream *s,
-                          struct kiln_refscan_result *r, const uint8_t *buf, size_t size,
-                          size_t feed, int runs)
+/* Scans size bytes as one stream in feeds of `feed` bytes taken from buf, which holds `span`
+ * bytes (span == size: the whole buffer in order; smaller: the same piece again and again).
+ * Best time of `runs`. */
+static double scan_stream(struct kiln_refscan_stream *s, struct kiln_refscan_result *r,
+                          const uint8_t *buf, size_t span, size_t size, size_t feed, int runs)
 {
         double best = 1e30;
 
@@ -78,18 +83,19 @@ static double scan_stream(const struct kiln_refscan_set *set, struct kiln_refsca
 
                 kiln_refscan_result_clear(r);
                 kiln_refscan_stream_begin(s, r);
-                for (size_t off = 0; off < size; off += feed)
-                        kiln_refscan_stream_feed(s, buf + off, KILN_MIN(feed, size - off));
+                for (size_t off = 0; off < size; off += feed) {
+                        size_t at = off % span;
+                        kiln_refscan_stream_feed(s, buf + at, KILN_MIN(feed, span - at));
+                }
                 kiln_refscan_stream_end(s);
                 best = KILN_MIN(best, now() - t0);
         }
-        (void)set;
         return best;
 }
 
-/* Scans buf as many small files, each its own stream (per-file overhead). */
+/* Scans size bytes as files of `file` bytes from the piece buf[0..span), each its own stream. */
 static double scan_files(struct kiln_refscan_stream *s, struct kiln_refscan_result *r,
-                         const uint8_t *buf, size_t size, size_t file, int runs)
+                         const uint8_t *buf, size_t span, size_t size, size_t file, int runs)
 {
         double best = 1e30;
 
@@ -98,8 +104,9 @@ static double scan_files(struct kiln_refscan_stream *s, struct kiln_refscan_resu
 
                 kiln_refscan_result_clear(r);
                 for (size_t off = 0; off < size; off += file) {
+                        size_t at = off % span;
                         kiln_refscan_stream_begin(s, r);
-                        kiln_refscan_stream_feed(s, buf + off, KILN_MIN(file, size - off));
+                        kiln_refscan_stream_feed(s, buf + at, KILN_MIN(file, span - at));
                         kiln_refscan_stream_end(s);
                 }
                 best = KILN_MIN(best, now() - t0);
@@ -134,7 +141,7 @@ struct plant {
 };
 
 static void run_set(const char *label, size_t n, size_t lo, size_t hi, uint8_t *buf, size_t size,
-                    size_t feed, int runs, size_t small_file)
+                    size_t feed, int runs)
 {
         struct needles nd;
         struct kiln_error *err = NULL;
@@ -142,8 +149,8 @@ static void run_set(const char *label, size_t n, size_t lo, size_t hi, uint8_t *
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *r = NULL;
         _cleanup_(kiln_refscan_stream_freep) struct kiln_refscan_stream *s = NULL;
         struct plant plants[8];
-        size_t nplant = KILN_MIN(n, KILN_ARRAY_SIZE(plants)), found;
-        double t_build, t, t_files = 0;
+        size_t nplant = KILN_MIN(n, KILN_ARRAY_SIZE(plants)), found, piece = KILN_MIN(feed, size);
+        double t_build, t_cold, t_hot, t_files;
 
         make_needles(&nd, n, lo, hi);
         t_build = now();
@@ -153,28 +160,29 @@ static void run_set(const char *label, size_t n, size_t lo, size_t hi, uint8_t *
         r = kiln_refscan_result_new(set);
         s = kiln_refscan_stream_new(set);
 
-        /* Plant the first few needles, one straddling each of the first feed boundaries. */
+        /* Plant the first few needles spread over the buffer, straddling feed boundaries when
+         * these are far enough apart. */
         for (size_t i = 0; i < nplant; i++) {
                 struct plant *pl = &plants[i];
+                size_t b;
+
                 pl->len = KILN_MIN(nd.len[i], sizeof(pl->saved));
                 pl->pos = (i + 1) * (size / (nplant + 1));
-                if (pl->pos / feed * feed >= pl->len)
-                        pl->pos = pl->pos / feed * feed - pl->len / 2;
+                b = pl->pos / feed * feed;
+                if (b >= pl->len && (i == 0 || b - pl->len / 2 >= plants[i - 1].pos + 512))
+                        pl->pos = b - pl->len / 2;
                 memcpy(pl->saved, buf + pl->pos, pl->len);
                 memcpy(buf + pl->pos, nd.p[i], pl->len);
         }
 
-        t = scan_stream(set, s, r, buf, size, feed, runs);
+        t_cold = scan_stream(s, r, buf, size, size, feed, runs);
         found = kiln_refscan_result_count(r);
-        if (small_file)
-                t_files = scan_files(s, r, buf, size, small_file, runs);
+        t_hot = scan_stream(s, r, buf, piece, size, feed, runs);
+        t_files = scan_files(s, r, buf, piece, size, 4096, runs);
 
-        printf("%-34s %5zu  %8.2f", label, n, size / t / 1e9);
-        if (small_file)
-                printf("  %8.2f", size / t_files / 1e9);
-        else
-                printf("  %8s", "-");
-        printf("   found %zu (planted %zu), compile %.2f ms\n", found, nplant, t_build * 1e3);
+        printf("%-16s %5zu %9.2f %9.2f %9.2f   found %zu (planted %zu), compile %.2f ms\n", label,
+               n, size / t_cold / 1e9, size / t_hot / 1e9, size / t_files / 1e9, found, nplant,
+               t_build * 1e3);
 
         for (size_t i = nplant; i-- > 0;)
                 memcpy(buf + plants[i].pos, plants[i].saved, plants[i].len);
@@ -186,7 +194,7 @@ int main(int argc, char **argv)
         size_t mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 1024;
         size_t feed = (argc > 2 ? strtoul(argv[2], NULL, 0) : 256) * 1024;
         int runs = argc > 3 ? atoi(argv[3]) : 3;
-        size_t size = mib << 20, small = 4096;
+        size_t size = mib << 20;
         uint64_t sink = 0;
         uint8_t *buf;
         double t;
@@ -208,20 +216,22 @@ int main(int argc, char **argv)
                 memcpy(buf + i, &v, 8);
         }
 
-        printf("buffer %zu MiB, stream feeds %zu KiB, small files %zu KiB, best of %d, kernel %s\n",
-               mib, feed >> 10, small >> 10, runs, kiln_refscan_level_name(kiln_refscan_level()));
+        printf("buffer %zu MiB, feeds %zu KiB, best of %d, kernel %s\n", mib, feed >> 10, runs,
+               kiln_refscan_level_name(kiln_refscan_level()));
         t = read_baseline(buf, size, runs, &sink);
-        printf("%-34s %5s  %8.2f\n", "memory read baseline", "-", size / t / 1e9);
-        printf("%-34s %5s  %8s  %8s\n", "needle set", "n", "GB/s", "4K files");
-        run_set("none", 0, 32, 32, buf, size, feed, runs, small);
-        run_set("32-byte", 1, 32, 32, buf, size, feed, runs, 0);
-        run_set("32-byte", 32, 32, 32, buf, size, feed, runs, 0);
-        run_set("32-byte", 200, 32, 32, buf, size, feed, runs, small);
-        run_set("32-byte", 1000, 32, 32, buf, size, feed, runs, small);
-        run_set("mixed 16..64", 200, 16, 64, buf, size, feed, runs, 0);
-        run_set("mixed 8..64", 200, 8, 64, buf, size, feed, runs, 0);
-        run_set("mixed 1..64", 200, 1, 64, buf, size, feed, runs, 0);
-        run_set("short 2..7", 20, 2, 7, buf, size, feed, runs, 0);
-        run_set("long 100..300", 50, 100, 300, buf, size, feed, runs, 0);
+        printf("memory read baseline %.2f GB/s\n", size / t / 1e9);
+        printf("%-16s %5s %9s %9s %9s\n", "needles", "n", "cold", "hot", "4K files");
+        run_set("none", 0, 32, 32, buf, size, feed, runs);
+        run_set("32-byte", 1, 32, 32, buf, size, feed, runs);
+        run_set("32-byte", 32, 32, 32, buf, size, feed, runs);
+        run_set("32-byte", 200, 32, 32, buf, size, feed, runs);
+        run_set("32-byte", 1000, 32, 32, buf, size, feed, runs);
+        run_set("mixed 16..64", 200, 16, 64, buf, size, feed, runs);
+        run_set("mixed 8..64", 200, 8, 64, buf, size, feed, runs);
+        run_set("mixed 1..64", 200, 1, 64, buf, size, feed, runs);
+        run_set("short 1..7", 8, 1, 7, buf, size, feed, runs);
+        run_set("short 2..7", 20, 2, 7, buf, size, feed, runs);
+        run_set("short 1..7", 100, 1, 7, buf, size, feed, runs);
+        run_set("long 100..300", 50, 100, 300, buf, size, feed, runs);
         return sink == 42; /* keeps the baseline loop alive */
 }

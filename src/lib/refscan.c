@@ -47,33 +47,40 @@ struct kiln_refscan_stream {
 
 /* ---- portable kernel --------------------------------------------------------------------- */
 
-static __attribute__((noinline)) void short_candidate(const struct kiln_refscan_set *set,
+/* The pair at pos maps to live group g: check its needles, and retire the group once all of
+ * them are in r. */
+static __attribute__((noinline)) void group_candidate(const struct kiln_refscan_set *set,
+                                                      struct refscan_short_state *st,
                                                       const uint8_t *p, size_t n, size_t pos,
-                                                      struct kiln_refscan_result *r)
+                                                      unsigned g, struct kiln_refscan_result *r)
 {
-        uint32_t one = set->one[p[pos]];
-        const struct refscan_hslot *sl;
+        uint64_t win = refscan_window(p + pos, n - pos);
+        bool all_seen = true;
 
-        if (one)
-                refscan_verify(set, one - 1, p, n, pos, r);
-        if (pos + 1 >= n)
-                return;
-        sl = refscan_htab_find(&set->stab, p[pos] | (uint64_t)p[pos + 1] << 8);
-        if (!sl)
-                return;
-        for (uint32_t i = sl->first; i < sl->first + sl->count; i++)
-                refscan_verify(set, set->stab.ents[i].uniq, p, n, pos, r);
+        for (uint32_t i = set->group_first[g]; i < set->group_first[g + 1]; i++) {
+                const struct refscan_short_ent *e = &set->group_ent[i];
+
+                if (refscan_seen(r, set->uniq[e->uniq].first_idx))
+                        continue;
+                if (refscan_short_match(e, win, n - pos))
+                        refscan_mark(set, e->uniq, r);
+                else
+                        all_seen = false;
+        }
+        if (all_seen)
+                st->live[g] = 0;
 }
 
-static inline unsigned pair_at(const uint8_t *pairs, const uint8_t *p)
+static inline unsigned pair_at(const uint8_t *pair_group, const uint8_t *p)
 {
-        return pairs[p[0] | (unsigned)p[1] << 8];
+        return pair_group[p[0] | (unsigned)p[1] << 8];
 }
 
-void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
-                              struct kiln_refscan_result *r)
+void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                              const uint8_t *p, size_t n, struct kiln_refscan_result *r)
 {
-        const uint8_t *pairs = set->pairs;
+        const uint8_t *pair_group = set->pair_group;
+        const uint8_t *live = st->live;
         size_t pos = 0;
 
         if (n == 0)
@@ -81,15 +88,19 @@ void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, const uint8_t 
         for (; pos + 8 < n; pos += 8) {
                 unsigned hit = 0;
                 for (unsigned j = 0; j < 8; j++)
-                        hit |= pair_at(pairs, p + pos + j);
+                        hit |= live[pair_at(pair_group, p + pos + j)];
                 if (_unlikely_(hit))
-                        for (unsigned j = 0; j < 8; j++)
-                                if (pair_at(pairs, p + pos + j))
-                                        short_candidate(set, p, n, pos + j, r);
+                        for (unsigned j = 0; j < 8; j++) {
+                                unsigned g = pair_at(pair_group, p + pos + j);
+                                if (live[g])
+                                        group_candidate(set, st, p, n, pos + j, g, r);
+                        }
         }
-        for (; pos + 1 < n; pos++)
-                if (pair_at(pairs, p + pos))
-                        short_candidate(set, p, n, pos, r);
+        for (; pos + 1 < n; pos++) {
+                unsigned g = pair_at(pair_group, p + pos);
+                if (live[g])
+                        group_candidate(set, st, p, n, pos, g, r);
+        }
         /* The last byte starts no pair; only a 1-byte needle can match there. */
         if (set->one[p[n - 1]])
                 refscan_verify(set, set->one[p[n - 1]] - 1, p, n, n - 1, r);
@@ -99,11 +110,10 @@ void kiln_refscan_block_portable(const struct kiln_refscan_set *set,
                                  struct refscan_short_state *st, const uint8_t *p, size_t n,
                                  struct kiln_refscan_result *r)
 {
-        (void)st;
         if (set->has_long)
                 refscan_long_scan(set, p, n, r);
         if (set->has_short)
-                kiln_refscan_short_pairs(set, p, n, r);
+                kiln_refscan_short_pairs(set, st, p, n, r);
 }
 
 /* ---- kernel choice ----------------------------------------------------------------------- */
@@ -324,6 +334,16 @@ void kiln_refscan_teddy_prune(const struct kiln_refscan_set *set, struct refscan
         }
 }
 
+static struct refscan_short_ent short_ent(const struct kiln_refscan_set *set, uint32_t u)
+{
+        struct refscan_short_ent e = {.uniq = u, .len = set->uniq[u].len};
+
+        static_assert(REFSCAN_LONG_MIN <= 9, "short needles must fit a uint64_t");
+        memcpy(&e.val, set->uniq[u].p, e.len);
+        memset(&e.mask, 0xff, e.len);
+        return e;
+}
+
 static int short_cmp(const void *a, const void *b, void *arg)
 {
         const struct refscan_uniq *uniq = arg;
@@ -342,25 +362,69 @@ static void build_teddy(struct kiln_refscan_set *set, size_t nshort)
         size_t k = 0;
 
         set->bucket = kiln_calloc(nshort, sizeof(*set->bucket));
-        for (size_t u = 0; u < set->n_uniq; u++) {
-                struct refscan_short_ent *e = &set->bucket[k];
-                const struct refscan_uniq *nd = &set->uniq[u];
-
-                if (nd->len >= REFSCAN_LONG_MIN)
-                        continue;
-                static_assert(REFSCAN_LONG_MIN <= 9, "short needles must fit a uint64_t");
-                memcpy(&e->val, nd->p, nd->len);
-                memset(&e->mask, 0xff, nd->len);
-                e->uniq = u;
-                e->len = nd->len;
-                k++;
-        }
+        for (size_t u = 0; u < set->n_uniq; u++)
+                if (set->uniq[u].len < REFSCAN_LONG_MIN)
+                        set->bucket[k++] = short_ent(set, u);
         qsort_r(set->bucket, nshort, sizeof(*set->bucket), short_cmp, set->uniq);
         for (unsigned b = 0; b <= REFSCAN_TEDDY_BUCKETS; b++)
                 set->bucket_first[b] = b * nshort / REFSCAN_TEDDY_BUCKETS;
         for (unsigned b = 0; b < REFSCAN_TEDDY_BUCKETS; b++)
                 for (uint32_t i = set->bucket_first[b]; i < set->bucket_first[b + 1]; i++)
                         teddy_add(&set->teddy, b, &set->uniq[set->bucket[i].uniq]);
+}
+
+struct group_member {
+        uint32_t id;
+        uint32_t uniq;
+};
+
+static int member_cmp(const void *a, const void *b)
+{
+        const struct group_member *x = a, *y = b;
+
+        return x->id != y->id ? (x->id < y->id ? -1 : 1) : (x->uniq > y->uniq) - (x->uniq < y->uniq);
+}
+
+/* The pair table: each 1-byte needle c is a group (of the pairs (c, *)), and so is each distinct
+ * first pair of the longer short needles, which also takes in the 1-byte needle of its first
+ * byte, if any. Past REFSCAN_GROUPS_MAX groups, ids are shared: a group then just holds the
+ * needles of several. k[0..nk) are (first pair, needle) of the short needles of length >= 2. */
+static void build_groups(struct kiln_refscan_set *set, struct keyed *k, size_t nk)
+{
+        _cleanup_free_ struct group_member *mem = kiln_reallocarray(NULL, 2 * nk + 256, sizeof(*mem));
+        uint8_t a_id[256] = {0};
+        size_t nat = 0, nmem = 0;
+
+        set->pair_group = kiln_calloc(65536, 1);
+        for (unsigned c = 0; c < 256; c++) {
+                if (!set->one[c])
+                        continue;
+                a_id[c] = nat++ % REFSCAN_GROUPS_MAX + 1;
+                mem[nmem++] = (struct group_member){a_id[c], set->one[c] - 1};
+                for (unsigned y = 0; y < 256; y++)
+                        set->pair_group[c | y << 8] = a_id[c];
+        }
+        qsort(k, nk, sizeof(*k), keyed_cmp);
+        for (size_t i = 0, j; i < nk; i = j) {
+                uint32_t id = nat++ % REFSCAN_GROUPS_MAX + 1;
+                unsigned c = k[i].key & 0xff;
+
+                set->pair_group[k[i].key] = id;
+                for (j = i; j < nk && k[j].key == k[i].key; j++)
+                        mem[nmem++] = (struct group_member){id, k[j].e.uniq};
+                if (set->one[c])
+                        mem[nmem++] = (struct group_member){id, set->one[c] - 1};
+        }
+
+        qsort(mem, nmem, sizeof(*mem), member_cmp);
+        set->group_ent = kiln_reallocarray(NULL, KILN_MAX(nmem, (size_t)1), sizeof(*set->group_ent));
+        for (size_t i = 0, g = 0; g <= REFSCAN_GROUPS_MAX + 1; g++) {
+                set->group_first[g] = i;
+                for (; i < nmem && mem[i].id == g; i++)
+                        set->group_ent[i] = short_ent(set, mem[i].uniq);
+                if (g <= REFSCAN_GROUPS_MAX)
+                        set->group_live[g] = g > 0 && set->group_first[g] < i;
+        }
 }
 
 static void build_short(struct kiln_refscan_set *set)
@@ -374,24 +438,19 @@ static void build_short(struct kiln_refscan_set *set)
         if (nshort == 0)
                 return;
         set->has_short = true;
-        set->pairs = kiln_calloc(65536, 1);
         k = kiln_reallocarray(NULL, nshort, sizeof(*k));
         for (size_t u = 0; u < set->n_uniq; u++) {
                 const uint8_t *p = set->uniq[u].p;
 
                 if (set->uniq[u].len >= REFSCAN_LONG_MIN)
                         continue;
-                if (set->uniq[u].len == 1) {
+                if (set->uniq[u].len == 1)
                         set->one[p[0]] = u + 1;
-                        for (unsigned y = 0; y < 256; y++)
-                                set->pairs[p[0] | y << 8] = 1;
-                        continue;
-                }
-                unsigned x = p[0] | (unsigned)p[1] << 8;
-                set->pairs[x] = 1;
-                k[nk++] = (struct keyed){.key = x, .e = {.uniq = u, .off = 0}};
+                else
+                        k[nk++] = (struct keyed){.key = p[0] | (unsigned)p[1] << 8,
+                                                 .e = {.uniq = u, .off = 0}};
         }
-        htab_build(&set->stab, k, nk);
+        build_groups(set, k, nk);
         if (nshort <= REFSCAN_TEDDY_MAX) {
                 set->use_teddy = true;
                 build_teddy(set, nshort);
@@ -483,8 +542,8 @@ void kiln_refscan_set_free(struct kiln_refscan_set *set)
         free(set->bytes);
         free(set->filter);
         htab_done(&set->ltab);
-        free(set->pairs);
-        htab_done(&set->stab);
+        free(set->pair_group);
+        free(set->group_ent);
         free(set->bucket);
         free(set);
 }
@@ -564,6 +623,15 @@ void kiln_refscan_result_merge(struct kiln_refscan_result *dst,
 
 /* ---- scanning ---------------------------------------------------------------------------- */
 
+static void short_state_init(struct refscan_short_state *st, const struct kiln_refscan_set *set)
+{
+        if (!set->has_short)
+                return;
+        if (set->use_teddy)
+                st->masks = set->teddy;
+        memcpy(st->live, set->group_live, sizeof(st->live));
+}
+
 void kiln_refscan_scan(const struct kiln_refscan_set *set, const void *data, size_t len,
                        struct kiln_refscan_result *r)
 {
@@ -572,8 +640,7 @@ void kiln_refscan_scan(const struct kiln_refscan_set *set, const void *data, siz
         assert(r->n == set->n);
         if (set->n_uniq == 0)
                 return;
-        if (set->use_teddy)
-                st.masks = set->teddy;
+        short_state_init(&st, set);
         set->scan_block(set, &st, data, len, r);
 }
 
@@ -597,9 +664,8 @@ void kiln_refscan_stream_begin(struct kiln_refscan_stream *s, struct kiln_refsca
         assert(r->n == s->set->n);
         s->r = r;
         s->clen = 0;
-        /* Pruned masks are only valid for the result they were pruned against. */
-        if (s->set->use_teddy)
-                s->st.masks = s->set->teddy;
+        /* What was pruned is only valid for the result it was pruned against. */
+        short_state_init(&s->st, s->set);
 }
 
 void kiln_refscan_stream_feed(struct kiln_refscan_stream *s, const void *data, size_t len)

@@ -59,16 +59,11 @@ static __attribute__((noinline)) bool candidates(const struct kiln_refscan_set *
         for (; bits; bits &= bits - 1) {
                 unsigned k = __builtin_ctzll(bits);
                 size_t pos = base + k;
-                uint64_t win = 0;
+                uint64_t win;
 
                 if (pos >= n) /* padding past a block's end */
                         break;
-                /* The 8 bytes at pos, zero-padded at the block's end (where the length check
-                 * below keeps padding from matching). */
-                if (n - pos >= 8)
-                        win = refscan_load64(p + pos);
-                else
-                        memcpy(&win, p + pos, n - pos);
+                win = refscan_window(p + pos, n - pos);
                 for (unsigned buckets = bytes[k]; buckets; buckets &= buckets - 1) {
                         unsigned b = __builtin_ctz(buckets);
                         bool seen = false;
@@ -79,7 +74,7 @@ static __attribute__((noinline)) bool candidates(const struct kiln_refscan_set *
 
                                 if (refscan_seen(r, idx)) {
                                         seen = true;
-                                } else if ((win & e->mask) == e->val && e->len <= n - pos) {
+                                } else if (refscan_short_match(e, win, n - pos)) {
                                         refscan_mark(set, e->uniq, r);
                                         seen = true;
                                 }
@@ -143,6 +138,6 @@ void kiln_refscan_block_avx2(const struct kiln_refscan_set *set, struct refscan_
                 if (set->use_teddy)
                         teddy_scan(set, st, p, n, r);
                 else
-                        kiln_refscan_short_pairs(set, p, n, r);
+                        kiln_refscan_short_pairs(set, st, p, n, r);
         }
 }

@@ -59,8 +59,14 @@ struct refscan_teddy {
         uint8_t hi[REFSCAN_TEDDY_F][16];
 };
 
+/* Groups of the pair table: ids 1..REFSCAN_GROUPS_MAX; 0 means no short needle starts there. */
+#define REFSCAN_GROUPS_MAX 255
+
+/* What a stream (or a one-shot scan) learns about the short needles of its result: found ones
+ * leave the prefilters, so that needles occurring everywhere stop costing. */
 struct refscan_short_state {
         struct refscan_teddy masks;
+        uint8_t live[REFSCAN_GROUPS_MAX + 1]; /* pair-table groups with needles not yet found */
 };
 
 struct kiln_refscan_set {
@@ -87,9 +93,12 @@ struct kiln_refscan_set {
         /* short needles */
         bool has_short;
         bool use_teddy;     /* prefilter with the nibble masks, not the pair table */
-        uint32_t one[256];  /* 1-byte needle c: its unique id + 1, or 0 */
-        uint8_t *pairs;     /* 65536 flags over the first two bytes (1-byte needle c: (c, *)) */
-        struct refscan_htab stab; /* first two bytes (b0 | b1 << 8) -> needles of length >= 2 */
+        uint32_t one[256];   /* 1-byte needle c: its unique id + 1, or 0 */
+        uint8_t *pair_group; /* 65536: group of the needles that may start with b0 | b1 << 8 */
+        /* group g holds group_ent[group_first[g] .. group_first[g + 1]) */
+        uint32_t group_first[REFSCAN_GROUPS_MAX + 2];
+        struct refscan_short_ent *group_ent;
+        uint8_t group_live[REFSCAN_GROUPS_MAX + 1]; /* groups in use: a stream's initial live[] */
         struct refscan_teddy teddy;
         /* bucket b holds bucket[bucket_first[b] .. bucket_first[b + 1]) */
         uint32_t bucket_first[REFSCAN_TEDDY_BUCKETS + 1];
@@ -112,8 +121,8 @@ void kiln_refscan_block_avx2(const struct kiln_refscan_set *set, struct refscan_
 void kiln_refscan_teddy_prune(const struct kiln_refscan_set *set, struct refscan_short_state *st,
                               unsigned b, const struct kiln_refscan_result *r);
 /* The short-needle pair-table scan (portable). */
-void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
-                              struct kiln_refscan_result *r);
+void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                              const uint8_t *p, size_t n, struct kiln_refscan_result *r);
 
 static inline uint64_t refscan_load64(const uint8_t *p)
 {
@@ -161,6 +170,25 @@ static inline bool refscan_verify(const struct kiln_refscan_set *set, uint32_t u
                 return false;
         refscan_mark(set, u, r);
         return true;
+}
+
+/* The 8 bytes at p, zero-padded past the block's end when fewer than 8 remain. */
+static inline uint64_t refscan_window(const uint8_t *p, size_t left)
+{
+        uint64_t win = 0;
+
+        if (left >= 8)
+                return refscan_load64(p);
+        memcpy(&win, p, left);
+        return win;
+}
+
+/* Whether short needle e starts at a position with `left` bytes to the block's end, whose
+ * window is win. The length check keeps padding from matching. */
+static inline bool refscan_short_match(const struct refscan_short_ent *e, uint64_t win,
+                                       size_t left)
+{
+        return (win & e->mask) == e->val && e->len <= left;
 }
 
 static inline const struct refscan_hslot *refscan_htab_find(const struct refscan_htab *t,

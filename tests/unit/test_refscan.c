@@ -625,6 +625,42 @@ static int pin_level(void **state)
         return kiln_refscan_force_level(pinned) == 0 ? 0 : -1;
 }
 
+/* Hundreds of short needles: beyond the nibble masks' capacity and sharing pair-table groups. */
+static void test_many_short_needles(void **state)
+{
+        (void)state;
+        enum { N = 700, H = 20000 };
+        static uint8_t nb[N][7], hay[H];
+        const uint8_t *needles[N];
+        size_t lens[N];
+        _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = NULL;
+        _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *one = NULL;
+        _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *str = NULL;
+
+        rng_state = 0x5eed;
+        for (size_t i = 0; i < H; i++)
+                hay[i] = 'a' + rnd_below(20);
+        for (size_t i = 0; i < N; i++) {
+                lens[i] = i % 50 == 0 ? 1 : 2 + rnd_below(6);
+                for (size_t j = 0; j < lens[i]; j++)
+                        nb[i][j] = i % 50 == 0 ? rnd() : 'a' + rnd_below(26);
+                needles[i] = nb[i];
+        }
+        set = set_of_lens(needles, lens, N);
+        one = kiln_refscan_result_new(set);
+        str = kiln_refscan_result_new(set);
+        kiln_refscan_scan(set, hay, H, one);
+        stream_in_steps(set, hay, H, 1000, str);
+        for (size_t i = 0; i < N; i++) {
+                bool want = memmem(hay, H, needles[i], lens[i]) != NULL;
+                if (kiln_refscan_result_test(one, i) != want ||
+                    kiln_refscan_result_test(str, i) != want)
+                        fail_msg("needle %zu (length %zu): want %d, one-shot %d, streamed %d", i,
+                                 lens[i], want, kiln_refscan_result_test(one, i),
+                                 kiln_refscan_result_test(str, i));
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -644,6 +680,7 @@ int main(void)
                 cmocka_unit_test(test_stream_reuse_forgets_carry),
                 cmocka_unit_test(test_result_api),
                 cmocka_unit_test(test_concurrent_streams),
+                cmocka_unit_test(test_many_short_needles),
                 cmocka_unit_test(test_random_vs_memmem),
         };
         int failed = 0;
