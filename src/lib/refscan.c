@@ -252,6 +252,20 @@ static void htab_done(struct refscan_htab *t)
         free(t->ents);
 }
 
+/* Window width for shortest long needle m and nlong long needles. A 4-byte window allows 4
+ * more bytes of stride than an 8-byte one but is less selective: in text with ~5 bits per byte
+ * (nixbase32, as in store paths), each of the nlong * s windows matches 1 in 2^20 positions,
+ * and every match costs a table lookup. Modelled per byte: (probe + matches * lookup) / s,
+ * with a probe ~2.5 cycles and a lookup ~100; 8-byte windows almost never match by chance. */
+static unsigned pick_window(size_t m, size_t nlong)
+{
+        double s4 = KILN_MIN(m - 3, (size_t)STRIDE_MAX), s8 = KILN_MIN(m - 7, (size_t)STRIDE_MAX);
+        double cost4 = (2.5 + 100.0 * nlong * s4 / (1 << 20)) / s4, cost8 = 2.5 / s8;
+
+        assert(m >= REFSCAN_LONG_MIN && REFSCAN_LONG_MIN >= 8);
+        return cost4 < cost8 ? 4 : 8;
+}
+
 static void build_long(struct kiln_refscan_set *set)
 {
         _cleanup_free_ struct keyed *k = NULL;
@@ -267,7 +281,7 @@ static void build_long(struct kiln_refscan_set *set)
         if (nlong == 0)
                 return;
         set->has_long = true;
-        set->w = set->m >= 16 ? 8 : 4;
+        set->w = pick_window(set->m, nlong);
         set->stride = KILN_MIN(set->m - set->w + 1, (size_t)STRIDE_MAX);
         while (set->stride > 1 && nlong * set->stride > ENTRIES_MAX)
                 set->stride /= 2;
