@@ -12,7 +12,13 @@
  *   so the streams of one output may feed on different threads concurrently; read it only after
  *   they all ended (joining the threads orders the marks before the read).
  *
- * Scanning cannot fail and does not allocate; a set must outlive its streams and results. */
+ * Scanning cannot fail and does not allocate; a set must outlive its streams and results.
+ * Memory: a set holds its needles, a filter of at most 128 KiB, a hash table of about 50 bytes
+ * per needle and sampling offset (1.2 MiB for 1000 32-byte needles) and, with needles under 8
+ * bytes, a 64 KiB table; a stream holds 2 * (longest needle - 1) bytes and 0.5 KiB. Any feed size
+ * works; feeds much longer than the longest needle are cheapest, since each feed also rescans the
+ * boundary region. Speed depends on the shortest needle: 32-byte needles cost about one hash probe
+ * per 25 bytes, needles shorter than 8 bytes a look at every position. */
 #pragma once
 
 #include <kiln/error.h>
@@ -93,6 +99,7 @@ KILN_PUBLIC enum kiln_refscan_level kiln_refscan_level_supported(void);
 /* Pins the level for sets compiled afterwards (a test hook). Returns 0, or -ENOTSUP when the
  * CPU or the build lacks it. */
 KILN_PUBLIC int kiln_refscan_force_level(enum kiln_refscan_level level);
+/* "portable" or "avx2" ("unknown" for anything else); static storage. */
 KILN_PUBLIC const char *kiln_refscan_level_name(enum kiln_refscan_level level);
-/* Parses a level name; -EINVAL for an unknown name. */
+/* Parses a level name into *ret; -EINVAL for an unknown name (*ret untouched). */
 KILN_PUBLIC int kiln_refscan_level_from_name(const char *name, enum kiln_refscan_level *ret);

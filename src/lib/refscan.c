@@ -4,17 +4,20 @@
  * must cost far less than a byte-at-a-time automaton. Needles are split by length:
  *
  * - Long needles (>= REFSCAN_LONG_MIN bytes) use sampled hashing. Let m be the shortest long
- *   needle and w the window width (8 bytes, or 4 when m < 16). Any match of a needle of length
- *   >= m covers s = m - w + 1 consecutive window starts, so one of them is a multiple of s. The
- *   set holds, for every long needle and every offset 0..s-1, the w-byte window at that offset;
- *   the scan hashes only the windows at positions 0, s, 2s, ... of a block (one probe per 25
- *   bytes for 32-byte needles). A Bloom filter small enough for L1/L2 rejects nearly every
+ *   needle and w the window width (8 or 4 bytes, see pick_window()). Any match of a needle of
+ *   length >= m covers s = m - w + 1 consecutive window starts, so one of them is a multiple of
+ *   s. The set holds, for every long needle and every offset 0..s-1, the w-byte window at that
+ *   offset; the scan hashes only the windows at positions 0, s, 2s, ... of a block (one probe
+ *   per 25 bytes for 32-byte needles). A Bloom filter of at most 128 KiB rejects nearly every
  *   probe; survivors look up their exact window in an open-addressing table and memcmp each
  *   needle having it at the implied start.
- * - Short needles are rare in practice. With AVX2 and few of them, a nibble-mask prefilter
- *   looks at every position (refscan_avx2.c). Otherwise a 64 K-entry table of their first two
- *   bytes (a 1-byte needle c flags every pair (c, *)) is checked at every position, and hits
- *   look up the needles starting with that pair.
+ * - Short needles are rare in practice and are looked for at every position. With AVX2 and at
+ *   most REFSCAN_TEDDY_MAX of them, a nibble-mask prefilter does it 32 positions at a time
+ *   (refscan_avx2.c). Otherwise a 64 K-entry table maps the two bytes at a position to a group
+ *   of needles that may start with them (a 1-byte needle c claims every pair (c, *)).
+ *   Survivors are checked with one masked 8-byte compare per needle. Both prefilters live partly
+ *   in per-stream state, from which found needles are dropped: a needle such as "e" that occurs
+ *   everywhere costs nothing once seen.
  *
  * Each kernel scans one contiguous block and finds exactly the matches lying wholly inside it.
  * A stream keeps the last L-1 bytes (L = longest needle) and on each feed also scans that
@@ -106,9 +109,8 @@ void kiln_refscan_short_pairs(const struct kiln_refscan_set *set, struct refscan
                 refscan_verify(set, set->one[p[n - 1]] - 1, p, n, n - 1, r);
 }
 
-void kiln_refscan_block_portable(const struct kiln_refscan_set *set,
-                                 struct refscan_short_state *st, const uint8_t *p, size_t n,
-                                 struct kiln_refscan_result *r)
+void kiln_refscan_block_portable(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                                 const uint8_t *p, size_t n, struct kiln_refscan_result *r)
 {
         if (set->has_long)
                 refscan_long_scan(set, p, n, r);
@@ -119,8 +121,8 @@ void kiln_refscan_block_portable(const struct kiln_refscan_set *set,
 /* ---- kernel choice ----------------------------------------------------------------------- */
 
 static const char *const level_names[] = {
-        [KILN_REFSCAN_PORTABLE] = "portable",
-        [KILN_REFSCAN_AVX2] = "avx2",
+    [KILN_REFSCAN_PORTABLE] = "portable",
+    [KILN_REFSCAN_AVX2] = "avx2",
 };
 
 /* -1: not chosen yet. */
@@ -292,14 +294,12 @@ static void build_long(struct kiln_refscan_set *set)
                         continue;
                 for (size_t off = 0; off < set->stride; off++)
                         k[nk++] = (struct keyed){
-                                .key = refscan_load_w(set->uniq[u].p + off, set->w),
-                                .e = {.uniq = u, .off = off},
+                            .key = refscan_load_w(set->uniq[u].p + off, set->w),
+                            .e = {.uniq = u, .off = off},
                         };
         }
         distinct = htab_build(&set->ltab, k, nk);
 
-        /* ~32 filter bits per key: about 3% of probes pass by collision, and the filter stays
-         * within 64 KiB (L2-resident even at thousands of needles). */
         fbits = log2_ceil(FILTER_BITS_PER_KEY * distinct);
         fbits = KILN_MAX(fbits, 12u);
         fbits = KILN_MIN(fbits, FILTER_BITS_MAX);
@@ -396,7 +396,8 @@ static int member_cmp(const void *a, const void *b)
 {
         const struct group_member *x = a, *y = b;
 
-        return x->id != y->id ? (x->id < y->id ? -1 : 1) : (x->uniq > y->uniq) - (x->uniq < y->uniq);
+        return x->id != y->id ? (x->id < y->id ? -1 : 1)
+                              : (x->uniq > y->uniq) - (x->uniq < y->uniq);
 }
 
 /* The pair table: each 1-byte needle c is a group (of the pairs (c, *)), and so is each distinct
@@ -405,7 +406,8 @@ static int member_cmp(const void *a, const void *b)
  * needles of several. k[0..nk) are (first pair, needle) of the short needles of length >= 2. */
 static void build_groups(struct kiln_refscan_set *set, struct keyed *k, size_t nk)
 {
-        _cleanup_free_ struct group_member *mem = kiln_reallocarray(NULL, 2 * nk + 256, sizeof(*mem));
+        _cleanup_free_ struct group_member *mem =
+            kiln_reallocarray(NULL, 2 * nk + 256, sizeof(*mem));
         uint8_t a_id[256] = {0};
         size_t nat = 0, nmem = 0;
 
@@ -431,7 +433,8 @@ static void build_groups(struct kiln_refscan_set *set, struct keyed *k, size_t n
         }
 
         qsort(mem, nmem, sizeof(*mem), member_cmp);
-        set->group_ent = kiln_reallocarray(NULL, KILN_MAX(nmem, (size_t)1), sizeof(*set->group_ent));
+        set->group_ent =
+            kiln_reallocarray(NULL, KILN_MAX(nmem, (size_t)1), sizeof(*set->group_ent));
         for (size_t i = 0, g = 0; g <= REFSCAN_GROUPS_MAX + 1; g++) {
                 set->group_first[g] = i;
                 for (; i < nmem && mem[i].id == g; i++)
@@ -577,7 +580,7 @@ size_t kiln_refscan_set_max_len(const struct kiln_refscan_set *set)
 struct kiln_refscan_result *kiln_refscan_result_new(const struct kiln_refscan_set *set)
 {
         struct kiln_refscan_result *r =
-                kiln_calloc(1, sizeof(*r) + set->words * sizeof(r->bits[0]));
+            kiln_calloc(1, sizeof(*r) + set->words * sizeof(r->bits[0]));
 
         r->n = set->n;
         r->words = set->words;
@@ -616,11 +619,12 @@ size_t kiln_refscan_result_list(const struct kiln_refscan_result *r, uint64_t **
 
         if (c > 0) {
                 list = kiln_reallocarray(NULL, c, sizeof(*list));
-                for (size_t i = 0; i < r->words; i++)
-                        for (uint64_t w = __atomic_load_n(&r->bits[i], __ATOMIC_RELAXED); w;
-                             w &= w - 1)
+                /* Bounded by c even if (against the rules) marks still arrive. */
+                for (size_t i = 0; i < r->words && k < c; i++)
+                        for (uint64_t w = __atomic_load_n(&r->bits[i], __ATOMIC_RELAXED);
+                             w && k < c; w &= w - 1)
                                 list[k++] = i * 64 + __builtin_ctzll(w);
-                assert(k == c);
+                c = k;
         }
         *ret = list;
         return c;

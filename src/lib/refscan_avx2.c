@@ -18,10 +18,10 @@ struct masks {
 static inline void load_masks(struct masks *m, const struct refscan_short_state *st)
 {
         for (unsigned j = 0; j < REFSCAN_TEDDY_F; j++) {
-                m->lo[j] = _mm256_broadcastsi128_si256(
-                        _mm_loadu_si128((const __m128i *)st->masks.lo[j]));
-                m->hi[j] = _mm256_broadcastsi128_si256(
-                        _mm_loadu_si128((const __m128i *)st->masks.hi[j]));
+                m->lo[j] =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)st->masks.lo[j]));
+                m->hi[j] =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)st->masks.hi[j]));
         }
 }
 
@@ -34,8 +34,8 @@ static inline __m256i round32(const struct masks *m, const uint8_t *q)
         for (unsigned j = 0; j < REFSCAN_TEDDY_F; j++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(q + j));
                 __m256i lo = _mm256_shuffle_epi8(m->lo[j], _mm256_and_si256(v, nib));
-                __m256i hi = _mm256_shuffle_epi8(m->hi[j],
-                                                 _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+                __m256i hi =
+                    _mm256_shuffle_epi8(m->hi[j], _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
                 acc = _mm256_and_si256(acc, _mm256_and_si256(lo, hi));
         }
         return acc;
@@ -49,9 +49,9 @@ static inline uint32_t nonzero32(__m256i v)
 /* Verifies the candidates of positions base + k (k set in `bits`, buckets in bytes[k]) of the
  * block p[0..n). Returns whether st's masks changed. */
 static __attribute__((noinline)) bool candidates(const struct kiln_refscan_set *set,
-                                                 struct refscan_short_state *st,
-                                                 const uint8_t *p, size_t n, size_t base,
-                                                 uint64_t bits, const uint8_t *bytes,
+                                                 struct refscan_short_state *st, const uint8_t *p,
+                                                 size_t n, size_t base, uint64_t bits,
+                                                 const uint8_t *bytes,
                                                  struct kiln_refscan_result *r)
 {
         unsigned pruned = 0;

@@ -15,8 +15,8 @@
 /* Above this many short needles the buckets grow too crowded to filter; the pair table,
  * which does not care, is used instead. */
 #define REFSCAN_TEDDY_MAX 32
-#define REFSCAN_HASH_MUL   UINT64_C(0x9E3779B97F4A7C15)
-#define REFSCAN_NONE       UINT32_MAX
+#define REFSCAN_HASH_MUL  UINT64_C(0x9E3779B97F4A7C15)
+#define REFSCAN_NONE      UINT32_MAX
 
 struct refscan_hslot {
         uint64_t key;   /* the window (zero-extended) */
@@ -92,7 +92,7 @@ struct kiln_refscan_set {
 
         /* short needles */
         bool has_short;
-        bool use_teddy;     /* prefilter with the nibble masks, not the pair table */
+        bool use_teddy;      /* prefilter with the nibble masks, not the pair table */
         uint32_t one[256];   /* 1-byte needle c: its unique id + 1, or 0 */
         uint8_t *pair_group; /* 65536: group of the needles that may start with b0 | b1 << 8 */
         /* group g holds group_ent[group_first[g] .. group_first[g + 1]) */
@@ -112,9 +112,8 @@ struct kiln_refscan_result {
 };
 
 /* Block kernels: find every match lying wholly inside p[0..n). */
-void kiln_refscan_block_portable(const struct kiln_refscan_set *set,
-                                 struct refscan_short_state *st, const uint8_t *p, size_t n,
-                                 struct kiln_refscan_result *r);
+void kiln_refscan_block_portable(const struct kiln_refscan_set *set, struct refscan_short_state *st,
+                                 const uint8_t *p, size_t n, struct kiln_refscan_result *r);
 void kiln_refscan_block_avx2(const struct kiln_refscan_set *set, struct refscan_short_state *st,
                              const uint8_t *p, size_t n, struct kiln_refscan_result *r);
 /* Rebuilds bucket b of st's masks from the needles of b not yet in r. */
@@ -158,9 +157,8 @@ static inline void refscan_mark(const struct kiln_refscan_set *set, uint32_t u,
 
 /* Unique needle u at p[q..] within a block of n bytes (q < n)? Marks it if so. Returns
  * whether u is now known to be in r, found here or before. */
-static inline bool refscan_verify(const struct kiln_refscan_set *set, uint32_t u,
-                                  const uint8_t *p, size_t n, size_t q,
-                                  struct kiln_refscan_result *r)
+static inline bool refscan_verify(const struct kiln_refscan_set *set, uint32_t u, const uint8_t *p,
+                                  size_t n, size_t q, struct kiln_refscan_result *r)
 {
         const struct refscan_uniq *nd = &set->uniq[u];
 
@@ -185,8 +183,7 @@ static inline uint64_t refscan_window(const uint8_t *p, size_t left)
 
 /* Whether short needle e starts at a position with `left` bytes to the block's end, whose
  * window is win. The length check keeps padding from matching. */
-static inline bool refscan_short_match(const struct refscan_short_ent *e, uint64_t win,
-                                       size_t left)
+static inline bool refscan_short_match(const struct refscan_short_ent *e, uint64_t win, size_t left)
 {
         return (win & e->mask) == e->val && e->len <= left;
 }
@@ -235,11 +232,11 @@ static inline bool refscan_filter_hit(const uint64_t *filter, unsigned fshift, u
 
 /* A probe at pos passed the filter: check the needles having that window. Cold. */
 static __attribute__((noinline, unused)) void
-refscan_long_candidate(const struct kiln_refscan_set *set, const uint8_t *p, size_t n,
-                       size_t pos, struct kiln_refscan_result *r)
+refscan_long_candidate(const struct kiln_refscan_set *set, const uint8_t *p, size_t n, size_t pos,
+                       struct kiln_refscan_result *r)
 {
         const struct refscan_hslot *sl =
-                refscan_htab_find(&set->ltab, refscan_load_w(p + pos, set->w));
+            refscan_htab_find(&set->ltab, refscan_load_w(p + pos, set->w));
 
         if (!sl)
                 return;
@@ -273,10 +270,11 @@ refscan_long_scan_w(const struct kiln_refscan_set *set, const uint8_t *p, size_t
 
                 for (; pos <= last - s3; pos += s4) {
                         const uint8_t *q = p + pos;
-                        uint64_t hit = refscan_filter_bits(filter, fshift, refscan_load_w(q, w)) |
-                                       refscan_filter_bits(filter, fshift, refscan_load_w(q + s, w)) |
-                                       refscan_filter_bits(filter, fshift, refscan_load_w(q + s2, w)) |
-                                       refscan_filter_bits(filter, fshift, refscan_load_w(q + s3, w));
+                        uint64_t hit =
+                            refscan_filter_bits(filter, fshift, refscan_load_w(q, w)) |
+                            refscan_filter_bits(filter, fshift, refscan_load_w(q + s, w)) |
+                            refscan_filter_bits(filter, fshift, refscan_load_w(q + s2, w)) |
+                            refscan_filter_bits(filter, fshift, refscan_load_w(q + s3, w));
                         if (_unlikely_(hit & 1))
                                 for (size_t j = pos; j < pos + s4; j += s)
                                         if (refscan_filter_hit(filter, fshift,

@@ -10,9 +10,9 @@
 #include <cmocka.h>
 
 static const char *const NIX_NEEDLES[] = {
-        "33l4p0pn0mybmqzaxfkpppyh7vx1c74p",
-        "pf80kikyxr63wrw56k00i1kw6ba76qik",
-        "fn7zvafq26f0c8b17brs7s95s10ibfzs",
+    "33l4p0pn0mybmqzaxfkpppyh7vx1c74p",
+    "pf80kikyxr63wrw56k00i1kw6ba76qik",
+    "fn7zvafq26f0c8b17brs7s95s10ibfzs",
 };
 static const char NIX_CONTENTS[] = "x /nix/store/33l4p0pn0mybmqzaxfkpppyh7vx1c74p-hello y "
                                    "/nix/store/pf80kikyxr63wrw56k00i1kw6ba76qik-src";
@@ -73,7 +73,7 @@ static void stream_in_steps(const struct kiln_refscan_set *set, const void *data
                             size_t step, struct kiln_refscan_result *r)
 {
         _cleanup_(kiln_refscan_stream_freep) struct kiln_refscan_stream *s =
-                kiln_refscan_stream_new(set);
+            kiln_refscan_stream_new(set);
 
         kiln_refscan_stream_begin(s, r);
         for (size_t off = 0; off < len; off += step)
@@ -86,7 +86,7 @@ static void expect_all_ways(const struct kiln_refscan_set *set, const void *data
                             const char *want)
 {
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *r =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
 
         kiln_refscan_scan(set, data, len, r);
         expect_result(r, want);
@@ -124,11 +124,11 @@ static void test_spec_name_and_empty_file(void **state)
         (void)state;
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = set_of(NIX_NEEDLES, 3);
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *name =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *file =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
         _cleanup_(kiln_refscan_stream_freep) struct kiln_refscan_stream *s =
-                kiln_refscan_stream_new(set);
+            kiln_refscan_stream_new(set);
 
         /* kiln scans names when the caller feeds them: the name is a needle itself. */
         kiln_refscan_scan(set, NIX_NEEDLES[0], 32, name);
@@ -149,7 +149,7 @@ static void test_spec_empty_needle_list(void **state)
         (void)state;
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = set_of_lens(NULL, NULL, 0);
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *r =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
         _cleanup_free_ uint64_t *list = NULL;
 
         assert_int_equal(kiln_refscan_set_count(set), 0);
@@ -196,8 +196,8 @@ static void test_overlapping_needles(void **state)
         (void)state;
         static const char *const needles[] = {"abcd", "cdef"};
         static const char *const long_needles[] = {
-                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-abcdefghij",
-                "abcdefghij-0123456789012345678901234567890123456789",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-abcdefghij",
+            "abcdefghij-0123456789012345678901234567890123456789",
         };
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = set_of(needles, 2);
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *lset = set_of(long_needles, 2);
@@ -213,13 +213,13 @@ static void test_needle_inside_needle(void **state)
 {
         (void)state;
         static const char *const needles[] = {
-                "33l4p0pn0mybmqzaxfkpppyh7vx1c74p", /* contains all the others */
-                "0mybmqzaxfkpppyh",                 /* long-path substring */
-                "mqz",                              /* short-path substring */
-                "p",                                /* single byte */
-                "7vx1c74p",                         /* suffix, exactly LONG_MIN */
-                "33l4p0p",                          /* prefix, just below */
-                "zzzz",                             /* absent */
+            "33l4p0pn0mybmqzaxfkpppyh7vx1c74p", /* contains all the others */
+            "0mybmqzaxfkpppyh",                 /* long-path substring */
+            "mqz",                              /* short-path substring */
+            "p",                                /* single byte */
+            "7vx1c74p",                         /* suffix, exactly LONG_MIN */
+            "33l4p0p",                          /* prefix, just below */
+            "zzzz",                             /* absent */
         };
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = set_of(needles, 7);
 
@@ -233,7 +233,7 @@ static void test_duplicate_needles(void **state)
 {
         (void)state;
         static const char *const needles[] = {
-                NULL, "ab", NULL, "x", "ab", "x", "unrelated-needle-of-some-length", NULL,
+            NULL, "ab", NULL, "x", "ab", "x", "unrelated-needle-of-some-length", NULL,
         };
         const char *n[8];
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = NULL;
@@ -255,7 +255,7 @@ static void test_binary_needles(void **state)
         const uint8_t *needles[] = {a, b, c};
         size_t lens[] = {sizeof(a), sizeof(b), sizeof(c)};
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set =
-                set_of_lens(needles, lens, 3);
+            set_of_lens(needles, lens, 3);
         uint8_t h[64] = {0};
 
         expect_all_ways(set, h, sizeof(h), "[2]");
@@ -302,14 +302,19 @@ static void test_boundary_every_split(void **state)
 {
         (void)state;
         static const char *const needles[] = {
-                "33l4p0pn0mybmqzaxfkpppyh7vx1c74p", "q", "xy", "nop", "0123456", "klmnopqrs",
-                "ABCDEFGHIJKLMNOPQRSTU",
+            "33l4p0pn0mybmqzaxfkpppyh7vx1c74p",
+            "q",
+            "xy",
+            "nop",
+            "0123456",
+            "klmnopqrs",
+            "ABCDEFGHIJKLMNOPQRSTU",
         };
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = set_of(needles, 7);
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *r =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
         _cleanup_(kiln_refscan_stream_freep) struct kiln_refscan_stream *s =
-                kiln_refscan_stream_new(set);
+            kiln_refscan_stream_new(set);
         const char *h = "--33l4p0pn0mybmqzaxfkpppyh7vx1c74p-q-xy-nop-0123456-klmnopqrs-"
                         "ABCDEFGHIJKLMNOPQRSTU--";
         size_t len = strlen(h);
@@ -333,11 +338,11 @@ static void test_stream_reuse_forgets_carry(void **state)
         (void)state;
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = set_of(NIX_NEEDLES, 3);
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *a =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *b =
-                kiln_refscan_result_new(set);
+            kiln_refscan_result_new(set);
         _cleanup_(kiln_refscan_stream_freep) struct kiln_refscan_stream *s =
-                kiln_refscan_stream_new(set);
+            kiln_refscan_stream_new(set);
 
         /* A needle split across two haystacks is in neither. */
         kiln_refscan_stream_begin(s, a);
@@ -371,8 +376,8 @@ static void test_short_needles_pruned(void **state)
 {
         (void)state;
         /* Ten short needles share eight buckets: "i" and "xyz" land in the same one. */
-        static const char *const needles[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "xyz",
-                                              NULL};
+        static const char *const needles[] = {"a", "b", "c", "d",   "e", "f",
+                                              "g", "h", "i", "xyz", NULL};
         const char *n[11];
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = NULL;
         _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *r = NULL;
@@ -482,7 +487,8 @@ static void test_concurrent_streams(void **state)
                         uint64_t z = (x += UINT64_C(0x9E3779B97F4A7C15));
                         z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
                         z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-                        needle_bytes[i][j] = "0123456789abcdfghijklmnpqrsvwxyz"[(z ^ (z >> 31)) % 32];
+                        needle_bytes[i][j] =
+                            "0123456789abcdfghijklmnpqrsvwxyz"[(z ^ (z >> 31)) % 32];
                 }
                 needles[i] = needle_bytes[i];
                 lens[i] = LEN;
@@ -664,24 +670,24 @@ static void test_many_short_needles(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_spec_file_contents),
-                cmocka_unit_test(test_spec_symlink_target),
-                cmocka_unit_test(test_spec_name_and_empty_file),
-                cmocka_unit_test(test_spec_empty_needle_list),
-                cmocka_unit_test(test_spec_short_needle_in_short_haystack),
-                cmocka_unit_test(test_empty_needle_rejected),
-                cmocka_unit_test(test_overlapping_needles),
-                cmocka_unit_test(test_needle_inside_needle),
-                cmocka_unit_test(test_duplicate_needles),
-                cmocka_unit_test(test_binary_needles),
-                cmocka_unit_test(test_long_needles),
-                cmocka_unit_test(test_short_needles_pruned),
-                cmocka_unit_test(test_boundary_every_split),
-                cmocka_unit_test(test_stream_reuse_forgets_carry),
-                cmocka_unit_test(test_result_api),
-                cmocka_unit_test(test_concurrent_streams),
-                cmocka_unit_test(test_many_short_needles),
-                cmocka_unit_test(test_random_vs_memmem),
+            cmocka_unit_test(test_spec_file_contents),
+            cmocka_unit_test(test_spec_symlink_target),
+            cmocka_unit_test(test_spec_name_and_empty_file),
+            cmocka_unit_test(test_spec_empty_needle_list),
+            cmocka_unit_test(test_spec_short_needle_in_short_haystack),
+            cmocka_unit_test(test_empty_needle_rejected),
+            cmocka_unit_test(test_overlapping_needles),
+            cmocka_unit_test(test_needle_inside_needle),
+            cmocka_unit_test(test_duplicate_needles),
+            cmocka_unit_test(test_binary_needles),
+            cmocka_unit_test(test_long_needles),
+            cmocka_unit_test(test_short_needles_pruned),
+            cmocka_unit_test(test_boundary_every_split),
+            cmocka_unit_test(test_stream_reuse_forgets_carry),
+            cmocka_unit_test(test_result_api),
+            cmocka_unit_test(test_concurrent_streams),
+            cmocka_unit_test(test_many_short_needles),
+            cmocka_unit_test(test_random_vs_memmem),
         };
         int failed = 0;
 
@@ -691,8 +697,8 @@ int main(void)
 
                 pinned = l;
                 snprintf(name, sizeof(name), "refscan-%s", kiln_refscan_level_name(pinned));
-                failed += _cmocka_run_group_tests(name, tests, KILN_ARRAY_SIZE(tests), pin_level,
-                                                  NULL);
+                failed +=
+                    _cmocka_run_group_tests(name, tests, KILN_ARRAY_SIZE(tests), pin_level, NULL);
         }
         if (kiln_refscan_level_supported() == KILN_REFSCAN_PORTABLE)
                 printf("note: only the portable kernel is available here\n");
