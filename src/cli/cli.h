@@ -47,9 +47,14 @@ struct cli_stores {
 
 /* Takes a store option from getopt; returns true if `opt` was one. */
 bool cli_stores_option(struct cli_stores *s, int opt, const char *arg);
-/* Opens the configured stores (option, else environment, else the default
- * embedded store). Prints the error and returns 1 on failure, else 0. */
-int cli_stores_open(struct cli_stores *s);
+enum {
+        CLI_BLOBS = 1 << 0,
+        CLI_DIRS = 1 << 1,
+};
+/* Opens the configured stores named by `which` (option, else environment,
+ * else the default embedded store). Prints the error and returns 1 on
+ * failure, else 0. */
+int cli_stores_open(struct cli_stores *s, unsigned which);
 void cli_stores_close(struct cli_stores *s);
 
 /* Writes a JSON value as one line to stdout. */

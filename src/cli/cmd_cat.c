@@ -50,7 +50,7 @@ int cmd_cat(int argc, char **argv)
         }
         if (optind >= argc)
                 return cli_usage_error("cat", "no DIGEST given");
-        if (cli_stores_open(&stores))
+        if (cli_stores_open(&stores, CLI_BLOBS))
                 return 1;
         size_t size = 1024 * 1024;
         _cleanup_free_ uint8_t *buf = kiln_malloc(size);

@@ -36,7 +36,7 @@ int cmd_export(int argc, char **argv)
         struct kiln_node node;
         if (kiln_node_parse_arg(argv[optind], &node, &err) < 0)
                 return cli_fail(err);
-        int status = cli_stores_open(&stores);
+        int status = cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS);
         if (status == 0 && kiln_export_node(stores.blobs, stores.dirs, &node, AT_FDCWD,
                                             argv[optind + 1], &err) < 0)
                 status = cli_fail(err);

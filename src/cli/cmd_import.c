@@ -83,7 +83,7 @@ int cmd_import(int argc, char **argv)
         _cleanup_(kiln_refscan_set_freep) struct kiln_refscan_set *set = NULL;
         if (n_needles && kiln_refscan_set_new(needles, lens, n_needles, &set, &err) < 0)
                 return cli_fail(err);
-        if (cli_stores_open(&stores))
+        if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
                 return 1;
 
         int status = 0;

@@ -53,7 +53,7 @@ int cmd_ls(int argc, char **argv)
         struct kiln_digest d;
         if (kiln_digest_parse(argv[optind], &d, &err) < 0)
                 return cli_fail(err);
-        if (cli_stores_open(&stores))
+        if (cli_stores_open(&stores, CLI_DIRS))
                 return 1;
         _cleanup_(kiln_directory_done) struct kiln_directory dir = KILN_DIRECTORY_INIT;
         int r = kiln_directory_get(stores.dirs, &d, &dir, &err);

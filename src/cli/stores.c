@@ -28,16 +28,16 @@ static char *pick(const char *opt, const char *env, char *(*fallback)(void))
         return fallback();
 }
 
-int cli_stores_open(struct cli_stores *s)
+int cli_stores_open(struct cli_stores *s, unsigned which)
 {
         _cleanup_free_ char *blob_url = pick(s->blob_url, "BLOB_SERVICE_ADDR",
                                              kiln_default_blob_url);
         _cleanup_free_ char *dir_url = pick(s->dir_url, "DIRECTORY_SERVICE_ADDR",
                                             kiln_default_directory_url);
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
-        if (kiln_blob_service_open(blob_url, &s->blobs, &err) < 0)
+        if ((which & CLI_BLOBS) && kiln_blob_service_open(blob_url, &s->blobs, &err) < 0)
                 return cli_fail(err);
-        if (kiln_directory_service_open(dir_url, &s->dirs, &err) < 0) {
+        if ((which & CLI_DIRS) && kiln_directory_service_open(dir_url, &s->dirs, &err) < 0) {
                 kiln_blob_service_free(s->blobs);
                 s->blobs = NULL;
                 return cli_fail(err);
