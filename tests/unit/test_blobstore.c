@@ -47,60 +47,6 @@
 
 #define HEX_HELLO "41f8394111eb713a22165c46c90ab8f0fd9399c92028fd6d288944b23ff5bf76"
 
-/* Link stand-ins: store.c refers to the directory backends and to closure
- * validation, which are built on other branches. Weak, so the real ones win
- * once they are in libkiln; the blob tests never call them. */
-#define WEAK __attribute__((weak))
-
-WEAK int kiln_directory_lmdb_new(const struct kiln_url *u, struct kiln_directory_service **ret,
-                                 struct kiln_error **err)
-{
-        (void)u, (void)ret;
-        return kiln_error_set(err, ENOTSUP, "lmdb directory store not built");
-}
-
-WEAK int kiln_directory_objectstore_new(const struct kiln_url *u,
-                                        struct kiln_directory_service **ret,
-                                        struct kiln_error **err)
-{
-        (void)u, (void)ret;
-        return kiln_error_set(err, ENOTSUP, "objectstore directory store not built");
-}
-
-WEAK struct kiln_closure *kiln_closure_new(enum kiln_closure_order order,
-                                           const struct kiln_digest *root)
-{
-        (void)order, (void)root;
-        abort();
-}
-
-WEAK void kiln_closure_free(struct kiln_closure *c)
-{
-        (void)c;
-}
-
-WEAK int kiln_closure_add(struct kiln_closure *c, const struct kiln_directory *dir,
-                          struct kiln_digest *ret_digest, struct kiln_error **err)
-{
-        (void)c, (void)dir, (void)ret_digest, (void)err;
-        abort();
-}
-
-WEAK int kiln_closure_finish(struct kiln_closure *c, struct kiln_digest *ret_root,
-                             struct kiln_error **err)
-{
-        (void)c, (void)ret_root, (void)err;
-        abort();
-}
-
-WEAK size_t kiln_closure_drain(struct kiln_closure *c, enum kiln_closure_order order,
-                               const struct kiln_directory ***ret_dirs,
-                               const struct kiln_digest **ret_digests)
-{
-        (void)c, (void)order, (void)ret_dirs, (void)ret_digests;
-        abort();
-}
-
 /* --- helpers --- */
 
 static uint64_t rng_next(uint64_t *s)
