@@ -10,6 +10,7 @@
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -138,6 +139,34 @@ static int slot_acquire(struct oci_service *s, const struct kiln_build_call *cal
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         return 0;
+}
+
+/* Builds of other processes sharing the bundle root (several `kiln run`)
+ * count too: a slot is also an flock on one of `concurrency` files. */
+static int file_slot_acquire(struct oci_service *s, const struct kiln_build_call *call,
+                             int *ret_fd, struct kiln_error **err)
+{
+        for (;;) {
+                for (unsigned i = 0; i < s->cfg.concurrency; i++) {
+                        _cleanup_free_ char *path = kiln_asprintf("%s/.state/slot-%u",
+                                                                  s->cfg.bundle_root, i);
+                        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                        if (fd < 0)
+                                return kiln_error_errno(err, errno, "open %s", path);
+                        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                                *ret_fd = fd;
+                                return 0;
+                        }
+                        int e = errno;
+                        close(fd);
+                        if (e != EWOULDBLOCK)
+                                return kiln_error_errno(err, e, "lock %s", path);
+                }
+                if (call->cancel && kiln_cancel_is_set(call->cancel))
+                        return kiln_error_set(err, ECANCELED, "build cancelled while queued");
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
 }
 
 static void slot_release(struct oci_service *s)
@@ -408,6 +437,11 @@ static int build_failed(struct build *b, int status, struct kiln_error **err)
         char what[64];
         if (WIFSIGNALED(status))
                 snprintf(what, sizeof(what), "was killed by signal %d", WTERMSIG(status));
+        else if (WEXITSTATUS(status) > 128 && WEXITSTATUS(status) < 128 + 65)
+                /* the runtime passes on the death of the build's init by a
+                 * signal as 128 + signal */
+                snprintf(what, sizeof(what), "exited with status %d (signal %d)",
+                         WEXITSTATUS(status), WEXITSTATUS(status) - 128);
         else
                 snprintf(what, sizeof(what), "exited with status %d", WEXITSTATUS(status));
         /* The runtime logs its own failures apart from the build's output. */
@@ -570,6 +604,12 @@ static int oci_build(struct kiln_build_service *base, const struct kiln_build_re
         r = slot_acquire(s, call, err);
         if (r < 0)
                 return r;
+        int slot_fd = -1;
+        r = file_slot_acquire(s, call, &slot_fd, err);
+        if (r < 0) {
+                slot_release(s);
+                return r;
+        }
 
         struct build b = {.svc = s, .req = req, .call = call, .dir_fd = -1, .out_fd = -1,
                           .err_fd = -1, .run = {.pidfd = -1}};
@@ -607,6 +647,7 @@ static int oci_build(struct kiln_build_service *base, const struct kiln_build_re
 out:
         kiln_build_done(&result);
         build_cleanup(&b, r < 0);
+        close(slot_fd);
         slot_release(s);
         return r;
 }
@@ -750,9 +791,15 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
                 r = kiln_error_errno(err, -r, "create bundle root %s", cfg->bundle_root);
                 goto fail;
         }
-        /* The runtime's state lives beside the bundles, so one look shows
-         * whether anything was left behind. */
-        cfg->state_dir = kiln_asprintf("%s/.%s-state", cfg->bundle_root, cfg->runtime);
+        /* The runtime's state and the slot locks live in one hidden
+         * directory beside the bundles, so one look shows whether anything
+         * was left behind. */
+        cfg->state_dir = kiln_asprintf("%s/.state/%s", cfg->bundle_root, cfg->runtime);
+        r = kiln_mkdir_p(cfg->state_dir, 0700);
+        if (r < 0) {
+                r = kiln_error_errno(err, -r, "create %s", cfg->state_dir);
+                goto fail;
+        }
         *ret = &s->base;
         return 0;
 fail:
