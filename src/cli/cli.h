@@ -15,6 +15,7 @@ int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
 
 /* Prints "kiln: <msg>" on stderr; returns the exit status 1. */
 int cli_fail(const struct kiln_error *e);
