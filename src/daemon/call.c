@@ -196,8 +196,21 @@ int srv_recv_wait(struct srv_call *c, grpc_byte_buffer **ret)
                 c->recv_bb = NULL;
                 return -1;
         }
-        if (!c->recv_bb)
+        if (!c->recv_bb) {
+                /* A connection that drops also ends the stream; only a
+                 * half-close from the client is a real end. */
+                if (grpc_call_failed_before_recv_message(c->call))
+                        return -1;
+                if (!c->close_done) {
+                        grpc_event ev = grpc_completion_queue_pluck(
+                                c->cq, &c->tag_close, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+                        if (ev.type == GRPC_OP_COMPLETE)
+                                c->close_done = true;
+                }
+                if (c->close_done && c->cancelled)
+                        return -1;
                 return 0;
+        }
         c->bytes_in += grpc_byte_buffer_length(c->recv_bb);
         *ret = TAKE_PTR(c->recv_bb);
         return 1;

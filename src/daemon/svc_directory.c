@@ -97,10 +97,11 @@ void svc_directory_put(struct srv_call *c)
                 grpc_byte_buffer_destroy(bb);
                 struct kiln_directory dir = KILN_DIRECTORY_INIT;
                 r = kiln_directory_decode(msg.data, msg.len, &dir, &err);
-                if (r >= 0) {
-                        r = kiln_directory_putter_put(p, &dir, &err);
-                        kiln_directory_done(&dir);
-                }
+                if (r < 0) /* whatever the code (e.g. EOVERFLOW): the client's mistake */
+                        return srv_finishf(c, GRPC_STATUS_INVALID_ARGUMENT, "directory #%zu: %s",
+                                           n, kiln_error_msg(err));
+                r = kiln_directory_putter_put(p, &dir, &err);
+                kiln_directory_done(&dir);
                 if (r < 0) {
                         kiln_error_prefix(&err, r, "directory #%zu", n);
                         return srv_fail(c, err);
