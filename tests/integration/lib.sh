@@ -23,8 +23,8 @@ print(json.dumps(v) if isinstance(v,(dict,list)) else v)' "$1"; }
 # expect_fail PATTERN CMD...: CMD must fail and print PATTERN on stderr
 expect_fail() {
 	pat=$1; shift
-	if "$@" >"$T/out" 2>"$T/err"; then fail "expected failure: $*"; fi
-	grep -q -- "$pat" "$T/err" || { cat "$T/err" >&2; fail "stderr of '$*' lacks '$pat'"; }
+	if "$@" >"$T/.stdout" 2>"$T/.stderr"; then fail "expected failure: $*"; fi
+	grep -q -- "$pat" "$T/.stderr" || { cat "$T/.stderr" >&2; fail "stderr of '$*' lacks '$pat'"; }
 }
 
 # start_daemon ARGS...: starts `kiln daemon ARGS` in the background and waits

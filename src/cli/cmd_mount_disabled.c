@@ -1,0 +1,9 @@
+/* kiln mount, in a build without FUSE support (meson -Dfuse=disabled or no
+ * libfuse3). */
+#include "cli.h"
+
+int cmd_mount(int argc, char **argv)
+{
+        (void)argc, (void)argv;
+        return cli_failf("mount: this kiln was built without FUSE support (libfuse3)");
+}
