@@ -20,6 +20,12 @@
  * arrives. Other peers ignore it; kiln clients work without it. */
 #define KILN_RPC_MD_BLOB_SIZE "x-kiln-blob-size"
 
+/* The channel arguments kiln's clients and server share: the receive limit
+ * above, and HTTP/2 and socket buffering sized for bulk blob streams (large
+ * frames and flow-control windows, big socket reads), which matters most on
+ * unix sockets where the defaults make streaming latency-bound. */
+KILN_PUBLIC const grpc_channel_args *kiln_rpc_channel_args(void);
+
 /* errno → status: ENOENT NOT_FOUND, EINVAL INVALID_ARGUMENT, EBADMSG
  * DATA_LOSS, EEXIST ALREADY_EXISTS, ENOTSUP UNIMPLEMENTED, ENOSPC
  * RESOURCE_EXHAUSTED, ETIMEDOUT DEADLINE_EXCEEDED, ECANCELED CANCELLED,

@@ -16,6 +16,9 @@
 #include "listen.h"
 #include "log.h"
 
+/* Socket buffer size asked for on accepted connections. */
+#define SOCKET_BUFFER (4 << 20)
+
 void srv_listeners_init(struct srv_listeners *l)
 {
         *l = (struct srv_listeners){.wake = {-1, -1}};
@@ -84,8 +87,9 @@ static char *describe_fd(int fd)
 
 static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error **err)
 {
-        if (l->n_sd)
+        if (l->sd_listen)
                 return kiln_error_set(err, EINVAL, "sd-listen given twice");
+        l->sd_listen = true;
         int n = sd_listen_fds(1);
         if (n < 0)
                 return kiln_error_errno(err, -n, "sd-listen: cannot take the passed sockets");
@@ -95,7 +99,7 @@ static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error
                                       "or not for this process)");
         struct kiln_buf desc = KILN_BUF_INIT;
         kiln_buf_append(&desc, "sd-listen", 9);
-        l->sd_fds = kiln_calloc((size_t)n, sizeof(int));
+        l->fds = kiln_reallocarray(l->fds, l->n_fds + (size_t)n, sizeof(int));
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
                 if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
@@ -106,13 +110,42 @@ static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error
                 }
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
                 fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-                l->sd_fds[l->n_sd++] = fd;
+                l->fds[l->n_fds++] = fd;
                 _cleanup_free_ char *d = describe_fd(fd);
                 kiln_buf_append(&desc, i ? ", " : " (", 2);
                 kiln_buf_append(&desc, d, strlen(d));
         }
         kiln_buf_append(&desc, ")", 2); /* with the NUL */
         *ret_desc = (char *)kiln_buf_steal(&desc, NULL);
+        return 0;
+}
+
+static int listen_unix(struct srv_listeners *l, const char *path, char **ret_desc,
+                       struct kiln_error **err)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return kiln_error_set(err, ENAMETOOLONG, "cannot listen on %s: path too long",
+                                      path);
+        strcpy(sa.sun_path, path);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return kiln_error_errno(err, errno, "socket");
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno == EADDRINUSE) /* another server bound it since we looked */
+                        return kiln_error_set(err, EADDRINUSE,
+                                              "cannot listen on %s: another server is listening "
+                                              "there",
+                                              path);
+                return kiln_error_errno(err, errno, "cannot listen on %s", path);
+        }
+        l->unix_paths = kiln_reallocarray(l->unix_paths, l->n_unix + 1, sizeof(char *));
+        l->unix_paths[l->n_unix++] = kiln_strdup(path);
+        if (listen(fd, SOMAXCONN) < 0)
+                return kiln_error_errno(err, errno, "cannot listen on %s", path);
+        l->fds = kiln_reallocarray(l->fds, l->n_fds + 1, sizeof(int));
+        l->fds[l->n_fds++] = TAKE_FD(fd);
+        *ret_desc = kiln_asprintf("unix:%s", path);
         return 0;
 }
 
@@ -123,8 +156,8 @@ int srv_listen(struct srv_listeners *l, grpc_server *server, const char *addr, c
                 return listen_sd(l, ret_desc, err);
 
         _cleanup_free_ char *target = NULL;
-        _cleanup_free_ char *path = NULL;
         if (addr[0] == '/' || addr[0] == '.') {
+                _cleanup_free_ char *path = NULL;
                 if (addr[0] == '/') {
                         path = kiln_strdup(addr);
                 } else {
@@ -136,7 +169,7 @@ int srv_listen(struct srv_listeners *l, grpc_server *server, const char *addr, c
                 int r = claim_unix_path(path, err);
                 if (r < 0)
                         return r;
-                target = kiln_asprintf("unix:%s", path);
+                return listen_unix(l, path, ret_desc, err);
         } else if (addr[0] == '@') {
                 if (!addr[1])
                         return kiln_error_set(err, EINVAL, "invalid listen address '@': no name");
@@ -159,11 +192,7 @@ int srv_listen(struct srv_listeners *l, grpc_server *server, const char *addr, c
         grpc_server_credentials_release(creds);
         if (port <= 0)
                 return kiln_error_set(err, EADDRNOTAVAIL, "cannot listen on %s", addr);
-        if (path) {
-                l->unix_paths = kiln_reallocarray(l->unix_paths, l->n_unix + 1, sizeof(char *));
-                l->unix_paths[l->n_unix++] = kiln_strdup(path);
-                *ret_desc = TAKE_PTR(target);
-        } else if (addr[0] == '@') {
+        if (addr[0] == '@') {
                 *ret_desc = TAKE_PTR(target);
         } else {
                 const char *colon = strrchr(addr, ':');
@@ -175,10 +204,10 @@ int srv_listen(struct srv_listeners *l, grpc_server *server, const char *addr, c
 static void *accept_loop(void *arg)
 {
         struct srv_listeners *l = arg;
-        size_t n = l->n_sd;
+        size_t n = l->n_fds;
         struct pollfd *pfd = kiln_calloc(n + 1, sizeof(*pfd));
         for (size_t i = 0; i < n; i++)
-                pfd[i] = (struct pollfd){.fd = l->sd_fds[i], .events = POLLIN};
+                pfd[i] = (struct pollfd){.fd = l->fds[i], .events = POLLIN};
         pfd[n] = (struct pollfd){.fd = l->wake[0], .events = POLLIN};
         for (;;) {
                 if (poll(pfd, n + 1, -1) < 0) {
@@ -208,6 +237,11 @@ static void *accept_loop(void *arg)
                                 int one = 1;
                                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                         }
+                        /* Room for several 1 MiB messages in the socket
+                         * (the kernel caps it at net.core.wmem_max). */
+                        int big = SOCKET_BUFFER;
+                        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+                        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
                         /* gRPC owns the descriptor from here on. */
                         grpc_server_add_channel_from_fd(l->server, fd, l->creds);
                 }
@@ -218,7 +252,7 @@ static void *accept_loop(void *arg)
 
 int srv_listeners_start(struct srv_listeners *l, grpc_server *server, struct kiln_error **err)
 {
-        if (!l->n_sd)
+        if (!l->n_fds)
                 return 0;
         l->server = server;
         l->creds = grpc_insecure_server_credentials_create();
@@ -238,6 +272,10 @@ void srv_listeners_stop(struct srv_listeners *l)
         (void)!write(l->wake[1], "x", 1);
         pthread_join(l->accept_thread, NULL);
         l->accepting = false;
+        /* Refuse new connections at once instead of leaving them queued. */
+        for (size_t i = 0; i < l->n_fds; i++)
+                close(l->fds[i]);
+        l->n_fds = 0;
 }
 
 void srv_listeners_done(struct srv_listeners *l)
@@ -248,9 +286,9 @@ void srv_listeners_done(struct srv_listeners *l)
                 free(l->unix_paths[i]);
         }
         free(l->unix_paths);
-        for (size_t i = 0; i < l->n_sd; i++)
-                close(l->sd_fds[i]);
-        free(l->sd_fds);
+        for (size_t i = 0; i < l->n_fds; i++)
+                close(l->fds[i]);
+        free(l->fds);
         for (int i = 0; i < 2; i++)
                 if (l->wake[i] >= 0)
                         close(l->wake[i]);

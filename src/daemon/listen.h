@@ -1,7 +1,11 @@
-/* Listening addresses of the server: TCP, unix sockets (with the check that
- * no live server holds the path), abstract sockets and systemd socket
- * activation (sd-listen), which gRPC cannot listen on by itself: an accept
- * thread hands each accepted connection to grpc_server_add_channel_from_fd. */
+/* Listening addresses of the server. TCP and abstract sockets are gRPC's own
+ * listeners. Unix socket paths and sockets passed by systemd (sd-listen) are
+ * ours: an accept thread hands each connection to
+ * grpc_server_add_channel_from_fd after raising its socket buffers (gRPC
+ * cannot listen on a passed socket, and with the default ~200 KiB unix
+ * socket buffer a 1 MiB message takes several wake-ups of both sides, which
+ * made streaming latency-bound); binding the path ourselves also makes the
+ * "is a live server there" check race-free. */
 #pragma once
 
 #include <pthread.h>
@@ -13,8 +17,9 @@
 struct srv_listeners {
         char **unix_paths; /* socket files we created, removed at the end */
         size_t n_unix;
-        int *sd_fds; /* listening sockets passed by systemd */
-        size_t n_sd;
+        int *fds; /* listening sockets we accept on (unix paths, sd-listen) */
+        size_t n_fds;
+        bool sd_listen;
         int wake[2]; /* stops the accept thread */
         pthread_t accept_thread;
         bool accepting;

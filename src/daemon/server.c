@@ -6,6 +6,7 @@
  * such calls would hang until the client's deadline). When a call arrives
  * the request is renewed first, then the call goes to a new detached thread
  * that owns it (and its queue) until the end. */
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -92,17 +93,18 @@ int kiln_server_new(const struct kiln_server_config *cfg, struct kiln_server **r
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->idle, NULL);
         grpc_init();
-        grpc_arg args[] = {
-                {.type = GRPC_ARG_INTEGER,
-                 .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                 .value.integer = KILN_RPC_MAX_RECV},
-                /* gRPC sets SO_REUSEPORT by default, which would let a second
-                 * daemon bind the same TCP port and silently share it. */
-                {.type = GRPC_ARG_INTEGER,
-                 .key = (char *)GRPC_ARG_ALLOW_REUSEPORT,
-                 .value.integer = 0},
-        };
-        grpc_channel_args cargs = {.num_args = KILN_ARRAY_SIZE(args), .args = args};
+        /* kiln's shared arguments, and: gRPC sets SO_REUSEPORT by default,
+         * which would let a second daemon bind the same TCP port and
+         * silently share it. */
+        const grpc_channel_args *base = kiln_rpc_channel_args();
+        grpc_arg extra = {.type = GRPC_ARG_INTEGER,
+                          .key = (char *)GRPC_ARG_ALLOW_REUSEPORT,
+                          .value.integer = 0};
+        grpc_arg args[16];
+        assert(base->num_args < KILN_ARRAY_SIZE(args));
+        memcpy(args, base->args, base->num_args * sizeof(*args));
+        args[base->num_args] = extra;
+        grpc_channel_args cargs = {.num_args = base->num_args + 1, .args = args};
         s->server = grpc_server_create(&cargs, NULL);
         s->cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(s->server, s->cq, NULL);

@@ -20,6 +20,7 @@
  *
  * The service holds only its channel, so it is thread-safe; readers and
  * writers own their call and are used by one thread at a time. */
+#include <pthread.h>
 #include <stdio.h>
 
 #include <kiln/blake3.h>
@@ -131,17 +132,111 @@ static int start_read(struct grpc_blob_service *g, const struct kiln_digest *d,
 
 /* --- streamed reader (blobs without a finer chunk list) --- */
 
+/* Hashing beside the reading: once a stream has brought ASYNC_AFTER bytes,
+ * its messages are hashed on a thread of its own while the caller consumes
+ * them, so verification costs no time on the reading path. Received
+ * messages live in a ring of RING reused buffers; a buffer is received into
+ * again only once the hasher is done with it. */
+#define RING        4
+#define ASYNC_AFTER (2u << 20)
+
+struct hash_worker {
+        pthread_t thread;
+        bool running, stop;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct kiln_blake3 *hasher;
+        const uint8_t *data[RING];
+        size_t len[RING];
+        bool busy[RING];
+        unsigned queue[RING];
+        unsigned qhead, qlen;
+};
+
+static void *hash_loop(void *arg)
+{
+        struct hash_worker *hw = arg;
+        pthread_mutex_lock(&hw->lock);
+        for (;;) {
+                while (!hw->qlen && !hw->stop)
+                        pthread_cond_wait(&hw->cond, &hw->lock);
+                if (!hw->qlen)
+                        break;
+                unsigned slot = hw->queue[hw->qhead];
+                pthread_mutex_unlock(&hw->lock);
+                kiln_blake3_update(hw->hasher, hw->data[slot], hw->len[slot]);
+                pthread_mutex_lock(&hw->lock);
+                hw->qhead = (hw->qhead + 1) % RING;
+                hw->qlen--;
+                hw->busy[slot] = false;
+                pthread_cond_broadcast(&hw->cond);
+        }
+        pthread_mutex_unlock(&hw->lock);
+        return NULL;
+}
+
+/* Waits until the hasher is done with `slot` (RING: with everything). */
+static void hash_wait(struct hash_worker *hw, unsigned slot)
+{
+        if (!hw->running)
+                return;
+        pthread_mutex_lock(&hw->lock);
+        while (slot < RING ? hw->busy[slot] : hw->qlen > 0)
+                pthread_cond_wait(&hw->cond, &hw->lock);
+        pthread_mutex_unlock(&hw->lock);
+}
+
+static void hash_submit(struct hash_worker *hw, unsigned slot, const uint8_t *p, size_t n)
+{
+        if (!hw->running) {
+                kiln_blake3_update(hw->hasher, p, n);
+                return;
+        }
+        pthread_mutex_lock(&hw->lock);
+        hw->data[slot] = p;
+        hw->len[slot] = n;
+        hw->busy[slot] = true;
+        hw->queue[(hw->qhead + hw->qlen) % RING] = slot;
+        hw->qlen++;
+        pthread_cond_broadcast(&hw->cond);
+        pthread_mutex_unlock(&hw->lock);
+}
+
+static void hash_start(struct hash_worker *hw)
+{
+        if (hw->running)
+                return;
+        hw->stop = false;
+        hw->qhead = hw->qlen = 0;
+        memset(hw->busy, 0, sizeof(hw->busy));
+        hw->running = pthread_create(&hw->thread, NULL, hash_loop, hw) == 0;
+}
+
+static void hash_stop(struct hash_worker *hw)
+{
+        if (!hw->running)
+                return;
+        pthread_mutex_lock(&hw->lock);
+        hw->stop = true;
+        pthread_cond_broadcast(&hw->cond);
+        pthread_mutex_unlock(&hw->lock);
+        pthread_join(hw->thread, NULL); /* it drains the queue first */
+        hw->running = false;
+}
+
 struct stream_reader {
         struct kiln_blob_reader base;
         struct grpc_blob_service *svc;
         struct kiln_digest digest;
         bool size_known;
         struct rpc_call call;
-        struct kiln_buf msg;       /* the current message, reused */
-        const uint8_t *data;       /* its payload */
-        size_t data_len, data_off; /* bytes of it handed out (or skipped) */
-        uint64_t received;         /* payload bytes received (and hashed) so far */
+        struct kiln_buf ring[RING]; /* received messages, reused */
+        unsigned slot;              /* the ring buffer holding the current message */
+        const uint8_t *data;        /* the current message's payload */
+        size_t data_len, data_off;  /* bytes of it handed out (or skipped) */
+        uint64_t received;          /* payload bytes received (and hashed) so far */
         struct kiln_blake3 hasher;
+        struct hash_worker hw;
         bool eof;      /* the stream ended with OK */
         bool verified; /* the digest matched */
 };
@@ -157,11 +252,16 @@ static int stream_next(struct stream_reader *sr, struct kiln_error **err)
         struct grpc_blob_service *g = sr->svc;
         if (sr->eof)
                 return 0;
-        int r = rpc_call_recv(&sr->call, &sr->msg, err);
+        /* Receive into the next ring buffer; the current one stays intact. */
+        unsigned next = (sr->slot + 1) % RING;
+        hash_wait(&sr->hw, next);
+        struct kiln_buf *msg = &sr->ring[next];
+        int r = rpc_call_recv(&sr->call, msg, err);
         if (r < 0)
                 return r;
         if (r == 0) {
                 sr->eof = true;
+                hash_stop(&sr->hw);
                 uint8_t got[KILN_DIGEST_LEN];
                 kiln_blake3_final(&sr->hasher, got);
                 if (memcmp(got, sr->digest.b, KILN_DIGEST_LEN))
@@ -175,14 +275,23 @@ static int stream_next(struct stream_reader *sr, struct kiln_error **err)
                 sr->size_known = true;
                 return 0;
         }
-        r = kiln_rpc_blob_chunk_decode(sr->msg.data, sr->msg.len, &sr->data, &sr->data_len, err);
+        const uint8_t *data;
+        size_t len;
+        r = kiln_rpc_blob_chunk_decode(msg->data, msg->len, &data, &len, err);
         if (r < 0)
                 return bad(g, EBADMSG, err, "malformed BlobChunk", &sr->digest);
-        sr->data_off = 0;
-        if (sr->size_known && sr->data_len > sr->base.size - sr->received)
+        if (sr->size_known && len > sr->base.size - sr->received)
                 return bad(g, EBADMSG, err, "received more bytes than announced", &sr->digest);
-        kiln_blake3_update(&sr->hasher, sr->data, sr->data_len);
-        sr->received += sr->data_len;
+        sr->data = data;
+        sr->data_len = len;
+        sr->data_off = 0;
+        if (len == 0)
+                return 1; /* nothing to keep: the buffer may be received into again */
+        sr->slot = next;
+        if (sr->received >= ASYNC_AFTER)
+                hash_start(&sr->hw);
+        hash_submit(&sr->hw, next, data, len);
+        sr->received += len;
         return 1;
 }
 
@@ -191,6 +300,7 @@ static int stream_next(struct stream_reader *sr, struct kiln_error **err)
 static int stream_open(struct stream_reader *sr, struct kiln_error **err)
 {
         rpc_call_done(&sr->call);
+        hash_stop(&sr->hw);
         sr->data = NULL;
         sr->data_len = sr->data_off = 0;
         sr->received = 0;
@@ -242,17 +352,13 @@ static ssize_t stream_read(struct kiln_blob_reader *r, void *buf, size_t n,
                          * until the stream has ended and the digest matched. */
                         if (sr->size_known && !sr->verified &&
                             stream_pos(sr) + take == sr->base.size) {
-                                /* Keep the message: stream_next() would overwrite it. */
+                                /* stream_next() receives into another ring buffer. */
                                 const uint8_t *d = sr->data;
                                 size_t dl = sr->data_len, doff = sr->data_off;
-                                struct kiln_buf keep = sr->msg;
-                                sr->msg = (struct kiln_buf)KILN_BUF_INIT;
                                 int rr;
                                 do
                                         rr = stream_next(sr, err);
                                 while (rr > 0 && sr->data_len == 0);
-                                kiln_buf_done(&sr->msg);
-                                sr->msg = keep;
                                 sr->data = d, sr->data_len = dl, sr->data_off = doff;
                                 if (rr < 0)
                                         return rr;
@@ -306,7 +412,11 @@ static void stream_free(struct kiln_blob_reader *r)
 {
         struct stream_reader *sr = (struct stream_reader *)r;
         rpc_call_done(&sr->call);
-        kiln_buf_done(&sr->msg);
+        hash_stop(&sr->hw);
+        pthread_mutex_destroy(&sr->hw.lock);
+        pthread_cond_destroy(&sr->hw.cond);
+        for (unsigned i = 0; i < RING; i++)
+                kiln_buf_done(&sr->ring[i]);
         free(sr);
 }
 
@@ -487,6 +597,9 @@ static int grpc_blob_open_read(struct kiln_blob_service *s, const struct kiln_di
         struct stream_reader *sr = kiln_calloc(1, sizeof(*sr));
         sr->base.ops = &stream_reader_ops;
         sr->svc = g;
+        sr->hw.hasher = &sr->hasher;
+        pthread_mutex_init(&sr->hw.lock, NULL);
+        pthread_cond_init(&sr->hw.cond, NULL);
         sr->digest = *d;
         sr->base.size = KILN_BLOB_SIZE_UNKNOWN;
         if (n == 1) {

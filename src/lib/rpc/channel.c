@@ -74,17 +74,11 @@ static int wait_connected(grpc_channel *ch, const char *url, struct kiln_error *
 static grpc_channel *create(const struct kiln_url *u)
 {
         _cleanup_free_ char *target = target_of(u);
-        grpc_arg args[] = {
-                {.type = GRPC_ARG_INTEGER,
-                 .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                 .value.integer = KILN_RPC_MAX_RECV},
-        };
-        grpc_channel_args cargs = {.num_args = KILN_ARRAY_SIZE(args), .args = args};
         grpc_channel_credentials *creds = !strcmp(u->sub, "https")
                                                   ? grpc_ssl_credentials_create(NULL, NULL, NULL,
                                                                                 NULL)
                                                   : grpc_insecure_credentials_create();
-        grpc_channel *ch = grpc_channel_create(target, creds, &cargs);
+        grpc_channel *ch = grpc_channel_create(target, creds, kiln_rpc_channel_args());
         grpc_channel_credentials_release(creds);
         return ch;
 }

@@ -121,3 +121,35 @@ const grpc_slice *kiln_rpc_md_get(const grpc_metadata_array *md, const char *key
                         return &md->metadata[i].value;
         return NULL;
 }
+
+const grpc_channel_args *kiln_rpc_channel_args(void)
+{
+        static grpc_arg args[] = {
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                 .value.integer = KILN_RPC_MAX_RECV},
+                /* How far a receiver lets its peer run ahead (the stream's
+                 * flow-control window before BDP probing grows it). */
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                 .value.integer = 8 * 1024 * 1024},
+                /* The largest HTTP/2 frame: 1 MiB messages in few frames. */
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_HTTP2_MAX_FRAME_SIZE,
+                 .value.integer = 16 * 1024 * 1024 - 1},
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE,
+                 .value.integer = 8 * 1024 * 1024},
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_TCP_READ_CHUNK_SIZE,
+                 .value.integer = 1024 * 1024},
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE,
+                 .value.integer = 256 * 1024},
+                {.type = GRPC_ARG_INTEGER,
+                 .key = (char *)GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE,
+                 .value.integer = 4 * 1024 * 1024},
+        };
+        static const grpc_channel_args cargs = {.num_args = KILN_ARRAY_SIZE(args), .args = args};
+        return &cargs;
+}
