@@ -16,6 +16,7 @@ int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -18,6 +18,7 @@ static const struct verb verbs[] = {
         {"export", cmd_export, "write a stored tree back to the filesystem"},
         {"cat", cmd_cat, "write a blob to stdout"},
         {"ls", cmd_ls, "list a stored Directory"},
+        {"daemon", cmd_daemon, "serve the stores and the build service over gRPC"},
         {"mount", cmd_mount, "serve stored trees as a read-only FUSE filesystem"},
         {"build", cmd_build, "run a BuildRequest (JSON) and print the Build"},
         {"run", cmd_run, "run a command hermetically over imported inputs"},

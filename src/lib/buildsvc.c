@@ -113,8 +113,7 @@ int kiln_build_service_open(const char *url, struct kiln_blob_service *blobs,
                 r = kiln_grpc_url_check(&u, url, err);
                 if (r < 0)
                         return r;
-                return kiln_error_set(err, ENOTSUP,
-                                      "%s: gRPC clients are not available in this build", url);
+                return kiln_build_grpc_new(&u, url, ret, err);
         }
         return kiln_error_set(err, EINVAL, "invalid build service URL '%s': unknown scheme: %s",
                               url, u.scheme);
