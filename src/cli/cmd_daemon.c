@@ -21,8 +21,8 @@ static const char usage[] =
         "                                with '/' or '.', @abstract-name, or sd-listen for\n"
         "                                sockets passed by systemd; may be repeated\n"
         "                                (default " DEFAULT_LISTEN ": loopback only)\n" CLI_STORE_USAGE
-        "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default\n"
-        "                                dummy://)\n"
+        "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
+        "                                the OCI runner oci://$KILN_HOME/bundles)\n"
         "  --max-calls N                 calls served at once (default 256)\n\n"
         "Prints \"listening on ADDR\" once ready. Set KILN_LOG=debug to log every call.\n";
 
@@ -80,21 +80,14 @@ int cmd_daemon(int argc, char **argv)
         }
         if (optind < argc)
                 return cli_usage_error("daemon", "unexpected argument '%s'", argv[optind]);
-        if (!build_url) {
-                const char *e = getenv("BUILD_SERVICE_ADDR");
-                build_url = e && *e ? e : "dummy://";
-        }
-
         if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
                 return 1;
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         struct kiln_build_service *builds = NULL;
         int status = 1;
         struct kiln_server *srv = NULL;
-        if (kiln_build_service_open(build_url, stores.blobs, stores.dirs, &builds, &err) < 0) {
-                cli_fail(err);
+        if (cli_build_service_open(&stores, build_url, &builds))
                 goto out;
-        }
         struct kiln_server_config cfg = {
                 .blobs = stores.blobs,
                 .dirs = stores.dirs,

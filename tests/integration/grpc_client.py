@@ -14,29 +14,10 @@ import time
 import traceback
 
 TARGET, PROTO_ROOT, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
-STUBS = os.path.join(WORK, "stubs")
-os.makedirs(STUBS, exist_ok=True)
-PROTOS = [
-    "tvix/castore/protos/castore.proto",
-    "tvix/castore/protos/rpc_blobstore.proto",
-    "tvix/castore/protos/rpc_directory.proto",
-    "tvix/build/protos/build.proto",
-    "tvix/build/protos/rpc_build.proto",
-]
-PLUGIN = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
-subprocess.run(["protoc", "-I", PROTO_ROOT, "--python_out=" + STUBS, "--grpc_python_out=" + STUBS,
-                PLUGIN] + PROTOS, check=True)
-# grpc/health/v1/health.proto would generate a module path inside the grpc
-# package itself; generate it under another path (the proto package, and so
-# the method names, stay grpc.health.v1).
-HEALTH = os.path.join(WORK, "health-proto")
-os.makedirs(os.path.join(HEALTH, "kiln_health"), exist_ok=True)
-with open(os.path.join(PROTO_ROOT, "grpc/health/v1/health.proto"), "rb") as src, \
-        open(os.path.join(HEALTH, "kiln_health/health.proto"), "wb") as dst:
-    dst.write(src.read())
-subprocess.run(["protoc", "-I", HEALTH, "--python_out=" + STUBS, "--grpc_python_out=" + STUBS,
-                PLUGIN, "kiln_health/health.proto"], check=True)
-sys.path.insert(0, STUBS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kiln_stubs  # noqa: E402
+
+kiln_stubs.generate(PROTO_ROOT, WORK)
 
 import grpc  # noqa: E402
 from kiln_health import health_pb2, health_pb2_grpc  # noqa: E402
@@ -56,12 +37,7 @@ builds = rpc_build_pb2_grpc.BuildServiceStub(channel)
 health = health_pb2_grpc.HealthStub(channel)
 
 
-def b3(data):
-    """BLAKE3 through the reference tool (b3sum)."""
-    out = subprocess.run(["b3sum", "--no-names", "--raw"], input=data, stdout=subprocess.PIPE,
-                         check=True).stdout
-    assert len(out) == 32
-    return out
+b3 = kiln_stubs.b3
 
 
 class Fail(Exception):

@@ -6,7 +6,7 @@
 : "${KILN_SOURCE_ROOT:?}"
 
 start_daemon -l "$T/kiln.sock" -l 127.0.0.1:0 \
-	--blob-service-addr memory:// --directory-service-addr memory://
+	--blob-service-addr memory:// --directory-service-addr memory:// --build-service-addr dummy://
 tcp=$(echo "$DAEMON_LISTEN" | sed 's/.*, //')
 [ "$(echo "$DAEMON_LISTEN" | sed 's/, .*//')" = "unix:$T/kiln.sock" ] || fail "listen line: $DAEMON_LISTEN"
 
