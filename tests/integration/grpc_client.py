@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kiln_stubs  # noqa: E402
 
 kiln_stubs.generate(PROTO_ROOT, WORK)
+STUBS = os.path.join(WORK, "stubs")
 
 import grpc  # noqa: E402
 from kiln_health import health_pb2, health_pb2_grpc  # noqa: E402
