@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -56,17 +57,30 @@ static void rng_fill(uint8_t *p, size_t n)
 
 /* ---- variants: one kernel table each ---- */
 
+/* A variant is a level's own kernel table, or (alt) a second build of a kernel that libkiln
+ * does not use: the AVX2 intrinsic rounds, or the AVX-512 kernel compiled against SIMDe. */
+enum alt {
+        ALT_NONE,
+        ALT_AVX2_INTRINSICS,
+        ALT_AVX512_SIMDE,
+};
+
 struct variant {
         const char *name;
         enum kiln_blake3_level level;
-        bool simde;
+        enum alt alt;
 };
 
+/* clang-format off */
 static const struct variant variants[] = {
-        {"portable", KILN_BLAKE3_PORTABLE, false},  {"sse41", KILN_BLAKE3_SSE41, false},
-        {"avx2", KILN_BLAKE3_AVX2, false},          {"avx512", KILN_BLAKE3_AVX512, false},
-        {"avx512-simde", KILN_BLAKE3_AVX512, true},
+        {"portable", KILN_BLAKE3_PORTABLE, ALT_NONE},
+        {"sse41", KILN_BLAKE3_SSE41, ALT_NONE},
+        {"avx2", KILN_BLAKE3_AVX2, ALT_NONE},
+        {"avx2-intrinsics", KILN_BLAKE3_AVX2, ALT_AVX2_INTRINSICS},
+        {"avx512", KILN_BLAKE3_AVX512, ALT_NONE},
+        {"avx512-simde", KILN_BLAKE3_AVX512, ALT_AVX512_SIMDE},
 };
+/* clang-format on */
 
 #ifdef KILN_TEST_HAVE_SIMDE
 static const struct kiln_blake3_ops simde_ops = {
@@ -91,7 +105,7 @@ static const struct kiln_blake3_ops *variant_ops(const struct variant *v)
 {
         const struct kiln_blake3_ops *ops;
 
-        if (v->simde) {
+        if (v->alt == ALT_AVX512_SIMDE) {
 #ifdef KILN_TEST_HAVE_SIMDE
                 return &simde_ops;
 #else
@@ -103,18 +117,29 @@ static const struct kiln_blake3_ops *variant_ops(const struct variant *v)
 #endif
         }
         ops = kiln_blake3_ops_for_level(v->level);
+        if (ops && v->alt == ALT_AVX2_INTRINSICS) {
+#ifdef KILN_TEST_HAVE_AVX2_INTRINSICS
+                static struct kiln_blake3_ops avx2_intrinsics_ops;
+
+                avx2_intrinsics_ops = *ops;
+                avx2_intrinsics_ops.hash_many = kiln_blake3_hash_many_avx2_intrinsics;
+                return &avx2_intrinsics_ops;
+#else
+                ops = NULL;
+#endif
+        }
         if (ops)
                 return ops;
         if (!kiln_blake3_level_built(v->level)) {
                 print_message("skip: %s: this build left the kernel out (-Dblake3_%s=false or "
                               "the compiler lacks its flags)\n",
-                              v->name, v->name);
+                              v->name, kiln_blake3_level_name(v->level));
                 if (must_run())
                         fail_msg("KILN_TEST_MUST_RUN=1 but %s cannot run", v->name);
         } else {
                 print_message("skip: %s: this CPU (or its OS) does not support %s; "
                               "avx512-simde covers the AVX-512 code\n",
-                              v->name, v->name);
+                              v->name, kiln_blake3_level_name(v->level));
         }
         return NULL;
 }
@@ -496,7 +521,7 @@ static void test_b3sum(void **state)
         const struct variant *v = *state;
         /* Emulated AVX-512 is slow (more so under sanitizers): it gets the inputs up to a
          * few MiB, which still cover every shape of tree and kernel width. */
-        size_t limit = v->simde ? 4 * MiB : SIZE_MAX;
+        size_t limit = v->alt == ALT_AVX512_SIMDE ? 4 * MiB : SIZE_MAX;
 
         if (b3_skip_reason) {
                 print_message("skip: %s\n", b3_skip_reason);
@@ -603,33 +628,44 @@ static void test_dispatch(void **state)
         assert_int_equal(kiln_blake3_level(), best);
 }
 
-#define PER_VARIANT(name, fn, setup)                                                               \
-        {name "/portable", fn, setup, restore_dispatch, (void *)&variants[0]},                     \
-                {name "/sse41", fn, setup, restore_dispatch, (void *)&variants[1]},                \
-                {name "/avx2", fn, setup, restore_dispatch, (void *)&variants[2]},                 \
-                {name "/avx512", fn, setup, restore_dispatch, (void *)&variants[3]},               \
-        {                                                                                          \
-                name "/avx512-simde", fn, setup, restore_dispatch, (void *)&variants[4]            \
-        }
-
 int main(void)
 {
-        const char *seed = getenv("KILN_TEST_SEED");
-        const struct CMUnitTest tests[] = {
+        static const struct {
+                const char *name;
+                CMUnitTestFunction fn;
+        } per_variant[] = {
+                {"primitives", test_primitives},
+                {"vectors", test_vectors},
+                {"b3sum", test_b3sum},
+        };
+        struct CMUnitTest tests[3 + KILN_ARRAY_SIZE(per_variant) * KILN_ARRAY_SIZE(variants)] = {
                 cmocka_unit_test_teardown(test_level_names, restore_dispatch),
                 cmocka_unit_test_teardown(test_dispatch, restore_dispatch),
                 cmocka_unit_test_teardown(test_final_keeps_state, restore_dispatch),
-                PER_VARIANT("primitives", test_primitives, NULL),
-                PER_VARIANT("vectors", test_vectors, NULL),
-                PER_VARIANT("b3sum", test_b3sum, NULL),
         };
+        const char *seed = getenv("KILN_TEST_SEED");
+        size_t n = 3;
         int r;
+
+        /* One test per variant, named "<test>/<variant>". */
+        for (size_t t = 0; t < KILN_ARRAY_SIZE(per_variant); t++)
+                for (size_t v = 0; v < KILN_ARRAY_SIZE(variants); v++)
+                        tests[n++] = (struct CMUnitTest){
+                                .name = kiln_asprintf("%s/%s", per_variant[t].name,
+                                                      variants[v].name),
+                                .test_func = per_variant[t].fn,
+                                .teardown_func = restore_dispatch,
+                                .initial_state = (void *)&variants[v],
+                        };
+        assert(n == KILN_ARRAY_SIZE(tests));
 
         test_seed =
                 seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
         rng_state = test_seed;
         print_message("KILN_TEST_SEED=%" PRIu64 "\n", test_seed);
         r = cmocka_run_group_tests_name("blake3", tests, b3sum_setup, b3sum_teardown);
+        for (size_t i = 3; i < n; i++)
+                free((char *)tests[i].name);
         free(vectors);
         return r;
 }

@@ -22,17 +22,17 @@
 /* ---- compress: one block, state as XMM rows (see blake3_sse41.c for the layout) ---- */
 
 /* The rotation counts must be immediates, hence two halves rather than one with a flag. */
-static inline void g_half1(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
+KILN_BLAKE3_INLINE void g_half1(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
 {
-        *a = _mm_add_epi32(_mm_add_epi32(*a, *b), m);
+        *a = _mm_add_epi32(_mm_add_epi32(*a, m), *b);
         *d = _mm_ror_epi32(_mm_xor_si128(*d, *a), 16);
         *c = _mm_add_epi32(*c, *d);
         *b = _mm_ror_epi32(_mm_xor_si128(*b, *c), 12);
 }
 
-static inline void g_half2(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
+KILN_BLAKE3_INLINE void g_half2(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
 {
-        *a = _mm_add_epi32(_mm_add_epi32(*a, *b), m);
+        *a = _mm_add_epi32(_mm_add_epi32(*a, m), *b);
         *d = _mm_ror_epi32(_mm_xor_si128(*d, *a), 8);
         *c = _mm_add_epi32(*c, *d);
         *b = _mm_ror_epi32(_mm_xor_si128(*b, *c), 7);
@@ -126,19 +126,20 @@ static inline void lane_counters(uint64_t counter, bool increment_counter, size_
 
 /* ---- 16 lanes (ZMM) ---- */
 
-static inline void g16(__m512i v[16], size_t a, size_t b, size_t c, size_t d, __m512i x, __m512i y)
+KILN_BLAKE3_INLINE void g16(__m512i v[16], size_t a, size_t b, size_t c, size_t d, __m512i x,
+                            __m512i y)
 {
-        v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], v[b]), x);
+        v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], x), v[b]);
         v[d] = _mm512_ror_epi32(_mm512_xor_si512(v[d], v[a]), 16);
         v[c] = _mm512_add_epi32(v[c], v[d]);
         v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 12);
-        v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], v[b]), y);
+        v[a] = _mm512_add_epi32(_mm512_add_epi32(v[a], y), v[b]);
         v[d] = _mm512_ror_epi32(_mm512_xor_si512(v[d], v[a]), 8);
         v[c] = _mm512_add_epi32(v[c], v[d]);
         v[b] = _mm512_ror_epi32(_mm512_xor_si512(v[b], v[c]), 7);
 }
 
-static inline void round16(__m512i v[16], const __m512i m[16], size_t r)
+KILN_BLAKE3_INLINE void round16(__m512i v[16], const __m512i m[16], size_t r)
 {
         const uint8_t *w = kiln_blake3_schedule[r];
 
@@ -150,6 +151,18 @@ static inline void round16(__m512i v[16], const __m512i m[16], size_t r)
         g16(v, 1, 6, 11, 12, m[w[10]], m[w[11]]);
         g16(v, 2, 7, 8, 13, m[w[12]], m[w[13]]);
         g16(v, 3, 4, 9, 14, m[w[14]], m[w[15]]);
+}
+
+/* Spelled out so the schedule indices are constants and the state stays in registers. */
+KILN_BLAKE3_INLINE void round16_all(__m512i v[16], const __m512i m[16])
+{
+        round16(v, m, 0);
+        round16(v, m, 1);
+        round16(v, m, 2);
+        round16(v, m, 3);
+        round16(v, m, 4);
+        round16(v, m, 5);
+        round16(v, m, 6);
 }
 
 /* 16x16 transpose of 32-bit words: afterwards r[k] holds word k of each former row.
@@ -256,8 +269,7 @@ static void hash16(const uint8_t *const *in, size_t blocks, const uint32_t key[8
                 v[13] = ctr_hi;
                 v[14] = _mm512_set1_epi32(KILN_BLAKE3_BLOCK_LEN);
                 v[15] = _mm512_set1_epi32(block_flags);
-                for (size_t r = 0; r < 7; r++)
-                        round16(v, m, r);
+                round16_all(v, m);
                 for (size_t i = 0; i < 8; i++)
                         h[i] = _mm512_xor_si512(v[i], v[i + 8]);
                 block_flags = flags;
@@ -267,19 +279,20 @@ static void hash16(const uint8_t *const *in, size_t blocks, const uint32_t key[8
 
 /* ---- 8 lanes (YMM) ---- */
 
-static inline void g8(__m256i v[16], size_t a, size_t b, size_t c, size_t d, __m256i x, __m256i y)
+KILN_BLAKE3_INLINE void g8(__m256i v[16], size_t a, size_t b, size_t c, size_t d, __m256i x,
+                           __m256i y)
 {
-        v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), x);
+        v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], x), v[b]);
         v[d] = _mm256_ror_epi32(_mm256_xor_si256(v[d], v[a]), 16);
         v[c] = _mm256_add_epi32(v[c], v[d]);
         v[b] = _mm256_ror_epi32(_mm256_xor_si256(v[b], v[c]), 12);
-        v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], v[b]), y);
+        v[a] = _mm256_add_epi32(_mm256_add_epi32(v[a], y), v[b]);
         v[d] = _mm256_ror_epi32(_mm256_xor_si256(v[d], v[a]), 8);
         v[c] = _mm256_add_epi32(v[c], v[d]);
         v[b] = _mm256_ror_epi32(_mm256_xor_si256(v[b], v[c]), 7);
 }
 
-static inline void round8(__m256i v[16], const __m256i m[16], size_t r)
+KILN_BLAKE3_INLINE void round8(__m256i v[16], const __m256i m[16], size_t r)
 {
         const uint8_t *w = kiln_blake3_schedule[r];
 
@@ -291,6 +304,18 @@ static inline void round8(__m256i v[16], const __m256i m[16], size_t r)
         g8(v, 1, 6, 11, 12, m[w[10]], m[w[11]]);
         g8(v, 2, 7, 8, 13, m[w[12]], m[w[13]]);
         g8(v, 3, 4, 9, 14, m[w[14]], m[w[15]]);
+}
+
+/* Spelled out so the schedule indices are constants and the state stays in registers. */
+KILN_BLAKE3_INLINE void round8_all(__m256i v[16], const __m256i m[16])
+{
+        round8(v, m, 0);
+        round8(v, m, 1);
+        round8(v, m, 2);
+        round8(v, m, 3);
+        round8(v, m, 4);
+        round8(v, m, 5);
+        round8(v, m, 6);
 }
 
 /* 8x8 transpose of 32-bit words (as in blake3_avx2.c). */
@@ -348,8 +373,7 @@ static void hash8(const uint8_t *const *in, size_t blocks, const uint32_t key[8]
                 v[13] = ctr_hi;
                 v[14] = _mm256_set1_epi32(KILN_BLAKE3_BLOCK_LEN);
                 v[15] = _mm256_set1_epi32(block_flags);
-                for (size_t r = 0; r < 7; r++)
-                        round8(v, m, r);
+                round8_all(v, m);
                 for (size_t i = 0; i < 8; i++)
                         h[i] = _mm256_xor_si256(v[i], v[i + 8]);
                 block_flags = flags;
@@ -361,19 +385,20 @@ static void hash8(const uint8_t *const *in, size_t blocks, const uint32_t key[8]
 
 /* ---- 4 lanes (XMM) ---- */
 
-static inline void g4(__m128i v[16], size_t a, size_t b, size_t c, size_t d, __m128i x, __m128i y)
+KILN_BLAKE3_INLINE void g4(__m128i v[16], size_t a, size_t b, size_t c, size_t d, __m128i x,
+                           __m128i y)
 {
-        v[a] = _mm_add_epi32(_mm_add_epi32(v[a], v[b]), x);
+        v[a] = _mm_add_epi32(_mm_add_epi32(v[a], x), v[b]);
         v[d] = _mm_ror_epi32(_mm_xor_si128(v[d], v[a]), 16);
         v[c] = _mm_add_epi32(v[c], v[d]);
         v[b] = _mm_ror_epi32(_mm_xor_si128(v[b], v[c]), 12);
-        v[a] = _mm_add_epi32(_mm_add_epi32(v[a], v[b]), y);
+        v[a] = _mm_add_epi32(_mm_add_epi32(v[a], y), v[b]);
         v[d] = _mm_ror_epi32(_mm_xor_si128(v[d], v[a]), 8);
         v[c] = _mm_add_epi32(v[c], v[d]);
         v[b] = _mm_ror_epi32(_mm_xor_si128(v[b], v[c]), 7);
 }
 
-static inline void round4(__m128i v[16], const __m128i m[16], size_t r)
+KILN_BLAKE3_INLINE void round4(__m128i v[16], const __m128i m[16], size_t r)
 {
         const uint8_t *w = kiln_blake3_schedule[r];
 
@@ -385,6 +410,18 @@ static inline void round4(__m128i v[16], const __m128i m[16], size_t r)
         g4(v, 1, 6, 11, 12, m[w[10]], m[w[11]]);
         g4(v, 2, 7, 8, 13, m[w[12]], m[w[13]]);
         g4(v, 3, 4, 9, 14, m[w[14]], m[w[15]]);
+}
+
+/* Spelled out so the schedule indices are constants and the state stays in registers. */
+KILN_BLAKE3_INLINE void round4_all(__m128i v[16], const __m128i m[16])
+{
+        round4(v, m, 0);
+        round4(v, m, 1);
+        round4(v, m, 2);
+        round4(v, m, 3);
+        round4(v, m, 4);
+        round4(v, m, 5);
+        round4(v, m, 6);
 }
 
 static inline void transpose4(__m128i *r0, __m128i *r1, __m128i *r2, __m128i *r3)
@@ -431,8 +468,7 @@ static void hash4(const uint8_t *const *in, size_t blocks, const uint32_t key[8]
                 v[13] = ctr_hi;
                 v[14] = _mm_set1_epi32(KILN_BLAKE3_BLOCK_LEN);
                 v[15] = _mm_set1_epi32(block_flags);
-                for (size_t r = 0; r < 7; r++)
-                        round4(v, m, r);
+                round4_all(v, m);
                 for (size_t i = 0; i < 8; i++)
                         h[i] = _mm_xor_si128(v[i], v[i + 8]);
                 block_flags = flags;

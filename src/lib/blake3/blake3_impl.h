@@ -24,6 +24,16 @@ enum {
         KILN_BLAKE3_ROOT = 1 << 3,
 };
 
+/* For the round functions of the kernels: GCC judges them too big to inline, but only
+ * inlined do their message and state indices become constants, so the state can live in
+ * registers. Unoptimised (sanitizer) builds keep them as calls: forced inlining there
+ * only multiplies instrumented stack traffic (the portable kernel ran 6x slower). */
+#ifdef __OPTIMIZE__
+#define KILN_BLAKE3_INLINE static inline __attribute__((always_inline))
+#else
+#define KILN_BLAKE3_INLINE static inline
+#endif
+
 /* Widest hash_many in the tree (AVX-512); sizes the hasher's scratch arrays. */
 #define KILN_BLAKE3_MAX_DEGREE 16
 
@@ -129,6 +139,13 @@ void kiln_blake3_hash_many_avx2(const uint8_t *const *inputs, size_t n, size_t b
                                 const uint32_t key[8], uint64_t counter, bool increment_counter,
                                 uint8_t flags, uint8_t flags_start, uint8_t flags_end,
                                 uint8_t *out);
+
+/* The AVX2 kernel with its intrinsic rounds instead of the x86-64 assembly (test builds
+ * only: on x86-64 the library uses the assembly). */
+void kiln_blake3_hash_many_avx2_intrinsics(const uint8_t *const *inputs, size_t n, size_t blocks,
+                                           const uint32_t key[8], uint64_t counter,
+                                           bool increment_counter, uint8_t flags,
+                                           uint8_t flags_start, uint8_t flags_end, uint8_t *out);
 
 void kiln_blake3_compress_avx512(uint32_t cv[8], const uint8_t block[KILN_BLAKE3_BLOCK_LEN],
                                  uint8_t block_len, uint64_t counter, uint8_t flags);

@@ -8,19 +8,20 @@ static inline uint32_t rotr32(uint32_t w, unsigned c)
 }
 
 /* The quarter-round mixing state words a, b, c, d with message words x and y. */
-static inline void g(uint32_t s[16], size_t a, size_t b, size_t c, size_t d, uint32_t x, uint32_t y)
+KILN_BLAKE3_INLINE void g(uint32_t s[16], size_t a, size_t b, size_t c, size_t d, uint32_t x,
+                          uint32_t y)
 {
-        s[a] = s[a] + s[b] + x;
+        s[a] = s[a] + x + s[b];
         s[d] = rotr32(s[d] ^ s[a], 16);
         s[c] = s[c] + s[d];
         s[b] = rotr32(s[b] ^ s[c], 12);
-        s[a] = s[a] + s[b] + y;
+        s[a] = s[a] + y + s[b];
         s[d] = rotr32(s[d] ^ s[a], 8);
         s[c] = s[c] + s[d];
         s[b] = rotr32(s[b] ^ s[c], 7);
 }
 
-static inline void round_fn(uint32_t s[16], const uint32_t m[16], size_t r)
+KILN_BLAKE3_INLINE void round_fn(uint32_t s[16], const uint32_t m[16], size_t r)
 {
         const uint8_t *w = kiln_blake3_schedule[r];
 
@@ -33,6 +34,18 @@ static inline void round_fn(uint32_t s[16], const uint32_t m[16], size_t r)
         g(s, 1, 6, 11, 12, m[w[10]], m[w[11]]);
         g(s, 2, 7, 8, 13, m[w[12]], m[w[13]]);
         g(s, 3, 4, 9, 14, m[w[14]], m[w[15]]);
+}
+
+/* Spelled out so the schedule indices are constants and the state stays in registers. */
+KILN_BLAKE3_INLINE void all_rounds(uint32_t s[16], const uint32_t m[16])
+{
+        round_fn(s, m, 0);
+        round_fn(s, m, 1);
+        round_fn(s, m, 2);
+        round_fn(s, m, 3);
+        round_fn(s, m, 4);
+        round_fn(s, m, 5);
+        round_fn(s, m, 6);
 }
 
 void kiln_blake3_compress_portable(uint32_t cv[8], const uint8_t block[KILN_BLAKE3_BLOCK_LEN],
@@ -48,8 +61,7 @@ void kiln_blake3_compress_portable(uint32_t cv[8], const uint8_t block[KILN_BLAK
         s[15] = flags;
         for (size_t i = 0; i < 16; i++)
                 m[i] = kiln_blake3_load32(block + 4 * i);
-        for (size_t r = 0; r < 7; r++)
-                round_fn(s, m, r);
+        all_rounds(s, m);
         for (size_t i = 0; i < 8; i++)
                 cv[i] = s[i] ^ s[i + 8];
 }

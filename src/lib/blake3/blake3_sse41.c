@@ -47,17 +47,17 @@ static inline __m128i rot7(__m128i x)
 
 /* ---- compress: one block, state as rows ---- */
 
-static inline void g_half1(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
+KILN_BLAKE3_INLINE void g_half1(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
 {
-        *a = addv(addv(*a, *b), m);
+        *a = addv(addv(*a, m), *b);
         *d = rot16(xorv(*d, *a));
         *c = addv(*c, *d);
         *b = rot12(xorv(*b, *c));
 }
 
-static inline void g_half2(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
+KILN_BLAKE3_INLINE void g_half2(__m128i *a, __m128i *b, __m128i *c, __m128i *d, __m128i m)
 {
-        *a = addv(addv(*a, *b), m);
+        *a = addv(addv(*a, m), *b);
         *d = rot8(xorv(*d, *a));
         *c = addv(*c, *d);
         *b = rot7(xorv(*b, *c));
@@ -146,19 +146,20 @@ void kiln_blake3_compress_sse41(uint32_t cv[8], const uint8_t block[KILN_BLAKE3_
 
 /* ---- hash_many: four inputs, one per lane ---- */
 
-static inline void g4(__m128i v[16], size_t a, size_t b, size_t c, size_t d, __m128i x, __m128i y)
+KILN_BLAKE3_INLINE void g4(__m128i v[16], size_t a, size_t b, size_t c, size_t d, __m128i x,
+                           __m128i y)
 {
-        v[a] = addv(addv(v[a], v[b]), x);
+        v[a] = addv(addv(v[a], x), v[b]);
         v[d] = rot16(xorv(v[d], v[a]));
         v[c] = addv(v[c], v[d]);
         v[b] = rot12(xorv(v[b], v[c]));
-        v[a] = addv(addv(v[a], v[b]), y);
+        v[a] = addv(addv(v[a], y), v[b]);
         v[d] = rot8(xorv(v[d], v[a]));
         v[c] = addv(v[c], v[d]);
         v[b] = rot7(xorv(v[b], v[c]));
 }
 
-static inline void round4(__m128i v[16], const __m128i m[16], size_t r)
+KILN_BLAKE3_INLINE void round4(__m128i v[16], const __m128i m[16], size_t r)
 {
         const uint8_t *w = kiln_blake3_schedule[r];
 
@@ -170,6 +171,18 @@ static inline void round4(__m128i v[16], const __m128i m[16], size_t r)
         g4(v, 1, 6, 11, 12, m[w[10]], m[w[11]]);
         g4(v, 2, 7, 8, 13, m[w[12]], m[w[13]]);
         g4(v, 3, 4, 9, 14, m[w[14]], m[w[15]]);
+}
+
+/* Spelled out so the schedule indices are constants and the state stays in registers. */
+KILN_BLAKE3_INLINE void round4_all(__m128i v[16], const __m128i m[16])
+{
+        round4(v, m, 0);
+        round4(v, m, 1);
+        round4(v, m, 2);
+        round4(v, m, 3);
+        round4(v, m, 4);
+        round4(v, m, 5);
+        round4(v, m, 6);
 }
 
 /* 4x4 transpose of 32-bit words: row i becomes column i. */
@@ -225,8 +238,7 @@ static void hash4(const uint8_t *const *in, size_t blocks, const uint32_t key[8]
                 v[13] = ctr_hi;
                 v[14] = _mm_set1_epi32(KILN_BLAKE3_BLOCK_LEN);
                 v[15] = _mm_set1_epi32(block_flags);
-                for (size_t r = 0; r < 7; r++)
-                        round4(v, m, r);
+                round4_all(v, m);
                 for (size_t i = 0; i < 8; i++)
                         h[i] = xorv(v[i], v[i + 8]);
                 block_flags = flags;
