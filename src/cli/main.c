@@ -13,6 +13,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+        {"hash", cmd_hash, "print BLAKE3 digests of files (b3sum-compatible)"},
         {NULL, NULL, NULL},
 };
 
