@@ -245,15 +245,21 @@ static inline void transpose8(__m256i r[8])
 
 static inline void load_msg8(const uint8_t *const *in, size_t offset, __m256i m[16])
 {
+        /* Transposed in a local array: m is read by the assembly, so every store to it is
+         * kept, and transposing m in place would write it twice. */
+        __m256i r[16];
+
         for (size_t i = 0; i < 8; i++) {
-                m[i] = _mm256_loadu_si256((const __m256i *)(in[i] + offset));
-                m[8 + i] = _mm256_loadu_si256((const __m256i *)(in[i] + offset + 32));
+                r[i] = _mm256_loadu_si256((const __m256i *)(in[i] + offset));
+                r[8 + i] = _mm256_loadu_si256((const __m256i *)(in[i] + offset + 32));
         }
         /* Inputs are chunks 1 KiB apart: fetch a few blocks ahead of each stream. */
         for (size_t i = 0; i < 8; i++)
                 _mm_prefetch((const char *)(in[i] + offset + 256), _MM_HINT_T0);
-        transpose8(&m[0]);
-        transpose8(&m[8]);
+        transpose8(&r[0]);
+        transpose8(&r[8]);
+        for (size_t i = 0; i < 16; i++)
+                m[i] = r[i];
 }
 
 static void hash8(const uint8_t *const *in, size_t blocks, const uint32_t key[8], uint64_t counter,
