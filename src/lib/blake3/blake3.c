@@ -242,8 +242,12 @@ void kiln_blake3_init(struct kiln_blake3 *h)
 
 void kiln_blake3_update(struct kiln_blake3 *h, const void *data, size_t len)
 {
-        const struct kiln_blake3_ops *ops = kiln_blake3_ops_current();
+        const struct kiln_blake3_ops *ops;
         const uint8_t *in = data;
+
+        if (len == 0)
+                return; /* data may be NULL */
+        ops = kiln_blake3_ops_current();
 
         /* Finish a chunk left open by an earlier call; push it only if input follows. */
         if (chunk_len(&h->chunk) > 0) {
