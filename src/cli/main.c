@@ -14,6 +14,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+        {"hash", cmd_hash, "print BLAKE3 digests of files (b3sum-compatible)"},
         {"import", cmd_import, "ingest files and directories into the store"},
         {"export", cmd_export, "write a stored tree back to the filesystem"},
         {"cat", cmd_cat, "write a blob to stdout"},
