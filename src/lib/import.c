@@ -534,6 +534,8 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
                 kiln_refscan_stream_free(scan);
                 free(buf);
                 if (r == 0)
+                        r = kiln_blob_sync(o->blobs, err);
+                if (r == 0)
                         *ret = (struct kiln_node){.kind = KILN_NODE_FILE, .digest = j->digest,
                                                   .size = j->size,
                                                   .executable = (st.st_mode & S_IXUSR) != 0};
@@ -567,6 +569,12 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
                         kiln_error_free(*err);
                         *err = TAKE_PTR(imp.error);
                 }
+        }
+        /* The Directories refer to the blobs: make those durable first. */
+        if (r >= 0) {
+                r = kiln_blob_sync(o->blobs, err);
+                if (r < 0)
+                        r = kiln_error_prefix(err, r, "failed to sync the blob store");
         }
         if (r >= 0) {
                 r = kiln_directory_putter_close(imp.putter, NULL, err);
