@@ -478,11 +478,12 @@ static int os_blob_has(struct kiln_blob_service *s, const struct kiln_digest *d,
         struct os_blob_service *svc = (struct os_blob_service *)s;
         if (kiln_digest_eq(d, &kiln_digest_empty))
                 return 1;
+        /* Most blobs are a single chunk, so look for that first. */
         char key[KEY_BUFSZ];
-        int r = svc->store->ops->exists(svc->store, key_of(key, "blobs", d), err);
+        int r = svc->store->ops->exists(svc->store, key_of(key, "chunks", d), err);
         if (r != 0)
                 return r;
-        return svc->store->ops->exists(svc->store, key_of(key, "chunks", d), err);
+        return svc->store->ops->exists(svc->store, key_of(key, "blobs", d), err);
 }
 
 static int os_blob_chunks(struct kiln_blob_service *s, const struct kiln_digest *d,
