@@ -142,7 +142,24 @@ def test_concurrent():
     assert all(a[1] <= b[0] for a, b in zip(iv, iv[1:])), iv
 
 
-for t in [test_success, test_errors, test_deadline_and_cancel, test_concurrent]:
+def test_hostile_builds():
+    """Builds that leave processes behind or fill their scratch space do not
+    harm the daemon: stragglers die with the build, the next build works."""
+    b = builds.DoBuild(request("/nix/store/busybox sleep 1000 & /nix/store/busybox sleep 1001 & "
+                               "echo done > /nix/store/x", ["nix/store/x"]), timeout=60)
+    assert b.outputs[0].file.size == 5
+    ps = subprocess.run(["pgrep", "-f", "sleep 100[01]"], stdout=subprocess.PIPE)
+    assert ps.returncode == 1, "processes outlived their build: %r" % ps.stdout
+    # the daemon gives each build 32 MiB of scratch space (scratch-size)
+    expect(lambda: builds.DoBuild(request(
+        "/nix/store/busybox dd if=/dev/zero of=/nix/store/x bs=1M count=64", ["nix/store/x"]),
+        timeout=60), SC.INTERNAL, "No space left on device")
+    b = builds.DoBuild(request("echo ok > /nix/store/x", ["nix/store/x"]), timeout=60)
+    assert b.outputs[0].file.size == 3
+
+
+for t in [test_success, test_errors, test_deadline_and_cancel, test_concurrent,
+          test_hostile_builds]:
     t0 = time.monotonic()
     t()
     print("ok   %s (%.2f s)" % (t.__name__, time.monotonic() - t0), flush=True)
