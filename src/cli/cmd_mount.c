@@ -59,8 +59,7 @@ static int parse_root(const char *arg, struct roots *roots)
         size_t len = (size_t)(eq - arg);
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         if (kiln_name_validate(arg, len, &err) < 0)
-                return cli_usage_error("mount", "invalid name '%.*s': %s", (int)len, arg,
-                                       kiln_error_msg(err));
+                return cli_usage_error("mount", "%s", kiln_error_msg(err));
         for (size_t i = 0; i < roots->n; i++)
                 if (!kiln_bytes_cmp(roots->v[i].name.data, roots->v[i].name.len, arg, len))
                         return cli_usage_error("mount", "duplicate name '%.*s'", (int)len, arg);
