@@ -275,7 +275,14 @@ int kiln_fuse_mount(struct kiln_blob_service *blobs, struct kiln_directory_servi
         f->dirs = dirs;
         if (o)
                 f->opts = *o;
-        f->mountpoint = kiln_strdup(mountpoint);
+        /* Absolute, so unmounting later does not depend on the cwd then. */
+        if (mountpoint[0] == '/') {
+                f->mountpoint = kiln_strdup(mountpoint);
+        } else {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                f->mountpoint = cwd ? kiln_asprintf("%s/%s", cwd, mountpoint)
+                                    : kiln_strdup(mountpoint);
+        }
         f->stop_fd = f->done_fd = -1;
         pthread_mutex_init(&f->lock, NULL);
         pthread_mutex_init(&f->fetch_lock, NULL);

@@ -24,8 +24,11 @@
  *
  * readdir offsets are indexes: the entry at index i ("." is 0, ".." is 1,
  * then the listing) carries offset i + 1, and a call with offset o starts at
- * index o. Listings are immutable, so offsets are stable across calls and
- * buffer sizes, and an entry that does not fit is simply sent next time. */
+ * index o. Listings are immutable (the root's too: its nodes are fixed at
+ * mount time), so offsets are stable across calls, handles and buffer sizes,
+ * and an entry that does not fit is simply sent next time (SPEC §14 item
+ * 33). "." and ".." are listed; ".." always carries inode 1, since a shared
+ * directory has no single parent. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -235,7 +235,8 @@ static int group_teardown(void **state)
         (void)state;
         if (!base[0])
                 return 0;
-        umount2(mnt, MNT_DETACH);
+        for (int i = 0; i < 8 && umount2(mnt, MNT_DETACH) == 0; i++)
+                ;
         nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
         kiln_node_done(&tree);
         kiln_blob_service_free(blobs);
