@@ -37,6 +37,8 @@ struct kiln_blake3 {
 };
 
 KILN_PUBLIC void kiln_blake3_init(struct kiln_blake3 *h);
+/* Adds input; any split of the same bytes gives the same digest. `data` may be NULL
+ * when `len` is 0. */
 KILN_PUBLIC void kiln_blake3_update(struct kiln_blake3 *h, const void *data, size_t len);
 /* Writes the digest; the hasher is unchanged and may take more input. */
 KILN_PUBLIC void kiln_blake3_final(const struct kiln_blake3 *h, uint8_t out[KILN_BLAKE3_OUT_LEN]);
@@ -45,12 +47,17 @@ KILN_PUBLIC void kiln_blake3(const void *data, size_t len, uint8_t out[KILN_BLAK
 
 /* The level in use: the best the CPU supports, unless KILN_BLAKE3_SIMD
  * (portable|sse41|avx2|avx512) in the environment or kiln_blake3_force_level()
- * chose another. */
+ * chose another. The choice is made on first use and cached. A KILN_BLAKE3_SIMD
+ * naming an unknown level, or one this CPU or build lacks, silently means the best
+ * supported level: it is a tuning knob, and the library never prints. */
 KILN_PUBLIC enum kiln_blake3_level kiln_blake3_level(void);
 /* The best level this CPU (and build) supports. */
 KILN_PUBLIC enum kiln_blake3_level kiln_blake3_level_supported(void);
-/* Pins the level for the whole process (a test hook). Returns 0, or -ENOTSUP
- * when the CPU or the build lacks it. Not thread-safe against running hashes. */
+/* Pins the level for the whole process (a test hook), overriding KILN_BLAKE3_SIMD.
+ * Returns 0, -ENOTSUP when the CPU or the build lacks it (the level in use is then
+ * unchanged), or -EINVAL for a value outside the enum. Safe to call while other
+ * threads hash: each update() or final() call uses one level throughout, and every
+ * level computes the same digests. */
 KILN_PUBLIC int kiln_blake3_force_level(enum kiln_blake3_level level);
 KILN_PUBLIC const char *kiln_blake3_level_name(enum kiln_blake3_level level);
 /* Parses a level name; -EINVAL for an unknown name. */

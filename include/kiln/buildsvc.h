@@ -43,6 +43,16 @@ struct kiln_build_service {
         const struct kiln_build_service_ops *ops;
 };
 
+/* Backends living outside libkiln (the OCI runner) register a constructor
+ * for their URL scheme at startup. `u` is the parsed `url`. */
+struct kiln_url;
+typedef int (*kiln_build_service_ctor)(const struct kiln_url *u, const char *url,
+                                       struct kiln_blob_service *blobs,
+                                       struct kiln_directory_service *dirs,
+                                       struct kiln_build_service **ret, struct kiln_error **err);
+/* Not thread-safe: call before services are opened. */
+KILN_PUBLIC void kiln_build_service_register(const char *scheme, kiln_build_service_ctor ctor);
+
 /* Creates a build service; blobs and dirs are borrowed (they must outlive
  * it) and used by backends that need stores (oci). */
 KILN_PUBLIC int kiln_build_service_open(const char *url, struct kiln_blob_service *blobs,

@@ -53,6 +53,12 @@ KILN_PUBLIC int kiln_blob_chunks(struct kiln_blob_service *s, const struct kiln_
                                  struct kiln_chunk **ret, size_t *ret_n,
                                  struct kiln_error **err);
 
+/* kiln_blob_reader_size() of a reader whose length is not known before the
+ * end of the data (a remote blob from a server that does not announce it);
+ * it becomes the real length once the end has been read. Such a reader
+ * cannot seek from the end (-ENOTSUP). */
+#define KILN_BLOB_SIZE_UNKNOWN UINT64_MAX
+
 /* Reads up to n bytes; returns the count, 0 at the end, or < 0. */
 KILN_PUBLIC ssize_t kiln_blob_reader_read(struct kiln_blob_reader *r, void *buf, size_t n,
                                           struct kiln_error **err);

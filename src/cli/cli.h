@@ -8,6 +8,7 @@
 #include <kiln/error.h>
 #include <jansson.h>
 
+#include <kiln/buildsvc.h>
 #include <kiln/store.h>
 
 int cmd_hash(int argc, char **argv);
@@ -15,7 +16,10 @@ int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Prints "kiln: <msg>" on stderr; returns the exit status 1. */
 int cli_fail(const struct kiln_error *e);
@@ -57,6 +61,16 @@ enum {
  * failure, else 0. */
 int cli_stores_open(struct cli_stores *s, unsigned which);
 void cli_stores_close(struct cli_stores *s);
+
+/* The build service: --build-service-addr, else BUILD_SERVICE_ADDR, else the
+ * local OCI runner oci://$KILN_HOME/bundles over the stores in `s` (which
+ * must be open and outlive it). Prints the error and returns 1 on failure. */
+int cli_build_service_open(struct cli_stores *s, const char *url,
+                           struct kiln_build_service **ret);
+/* Runs a build, showing the phase and elapsed time on stderr while it runs
+ * when stderr is a terminal; SIGINT/SIGTERM cancel it. */
+int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,
+                  unsigned timeout, struct kiln_build *ret, struct kiln_error **err);
 
 /* Writes a JSON value as one line to stdout. */
 void cli_print_json(json_t *j);

@@ -14,11 +14,15 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+        {"hash", cmd_hash, "print BLAKE3 digests of files (b3sum-compatible)"},
         {"import", cmd_import, "ingest files and directories into the store"},
         {"export", cmd_export, "write a stored tree back to the filesystem"},
         {"cat", cmd_cat, "write a blob to stdout"},
         {"ls", cmd_ls, "list a stored Directory"},
+        {"daemon", cmd_daemon, "serve the stores and the build service over gRPC"},
         {"mount", cmd_mount, "serve stored trees as a read-only FUSE filesystem"},
+        {"build", cmd_build, "run a BuildRequest (JSON) and print the Build"},
+        {"run", cmd_run, "run a command hermetically over imported inputs"},
         {NULL, NULL, NULL},
 };
 

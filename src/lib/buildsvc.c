@@ -65,15 +65,33 @@ static const struct kiln_build_service_ops dummy_ops = {
         .free = dummy_free,
 };
 
+static struct {
+        const char *scheme;
+        kiln_build_service_ctor ctor;
+} registered[4];
+
+void kiln_build_service_register(const char *scheme, kiln_build_service_ctor ctor)
+{
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(registered); i++)
+                if (!registered[i].scheme || !strcmp(registered[i].scheme, scheme)) {
+                        registered[i].scheme = scheme;
+                        registered[i].ctor = ctor;
+                        return;
+                }
+        abort(); /* more backends than slots: a build-time mistake */
+}
+
 int kiln_build_service_open(const char *url, struct kiln_blob_service *blobs,
                             struct kiln_directory_service *dirs, struct kiln_build_service **ret,
                             struct kiln_error **err)
 {
-        (void)blobs, (void)dirs;
         _cleanup_(kiln_url_done) struct kiln_url u = {0};
         int r = kiln_url_parse(url, &u, err);
         if (r < 0)
                 return r;
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(registered) && registered[i].scheme; i++)
+                if (!strcmp(registered[i].scheme, u.scheme))
+                        return registered[i].ctor(&u, url, blobs, dirs, ret, err);
         if (!strcmp(u.scheme, "dummy")) {
                 /* Host, path and query are ignored, as upstream does. */
                 struct kiln_build_service *s = kiln_calloc(1, sizeof(*s));
@@ -95,8 +113,7 @@ int kiln_build_service_open(const char *url, struct kiln_blob_service *blobs,
                 r = kiln_grpc_url_check(&u, url, err);
                 if (r < 0)
                         return r;
-                return kiln_error_set(err, ENOTSUP,
-                                      "%s: gRPC clients are not available in this build", url);
+                return kiln_build_grpc_new(&u, url, ret, err);
         }
         return kiln_error_set(err, EINVAL, "invalid build service URL '%s': unknown scheme: %s",
                               url, u.scheme);

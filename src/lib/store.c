@@ -56,12 +56,6 @@ int kiln_grpc_url_check(const struct kiln_url *u, const char *url, struct kiln_e
         return kiln_url_query_check(u, allowed, url, err);
 }
 
-static int grpc_not_built(const char *url, struct kiln_error **err)
-{
-        return kiln_error_set(err, ENOTSUP, "%s: gRPC clients are not available in this build",
-                              url);
-}
-
 int kiln_blob_service_open(const char *url, struct kiln_blob_service **ret,
                            struct kiln_error **err)
 {
@@ -77,7 +71,7 @@ int kiln_blob_service_open(const char *url, struct kiln_blob_service **ret,
                 return kiln_blob_objectstore_new(&u, ret, err);
         if (!strcmp(u.type, "grpc")) {
                 r = kiln_grpc_url_check(&u, url, err);
-                return r < 0 ? r : grpc_not_built(url, err);
+                return r < 0 ? r : kiln_blob_grpc_new(&u, url, ret, err);
         }
         return kiln_error_set(err, EINVAL, "invalid blob service URL '%s': unknown type: %s", url,
                               u.type);
@@ -105,7 +99,7 @@ int kiln_directory_service_open(const char *url, struct kiln_directory_service *
                                       url);
         if (!strcmp(u.type, "grpc")) {
                 r = kiln_grpc_url_check(&u, url, err);
-                return r < 0 ? r : grpc_not_built(url, err);
+                return r < 0 ? r : kiln_directory_grpc_new(&u, url, ret, err);
         }
         return kiln_error_set(err, EINVAL,
                               "invalid directory service URL '%s': unknown type: %s", url,
@@ -192,6 +186,9 @@ int kiln_blob_reader_seek(struct kiln_blob_reader *r, int64_t offset, int whence
                 base = (int64_t)r->pos;
                 break;
         case SEEK_END:
+                if (r->size == KILN_BLOB_SIZE_UNKNOWN)
+                        return kiln_error_set(err, ENOTSUP,
+                                              "cannot seek from the end: blob length unknown");
                 base = (int64_t)r->size;
                 break;
         default:
@@ -284,7 +281,8 @@ int kiln_blob_get(struct kiln_blob_service *s, const struct kiln_digest *d, stru
         if (r <= 0)
                 return r;
         struct kiln_buf b = KILN_BUF_INIT;
-        kiln_buf_reserve(&b, (size_t)rd->size);
+        if (rd->size != KILN_BLOB_SIZE_UNKNOWN)
+                kiln_buf_reserve(&b, (size_t)rd->size);
         for (;;) {
                 kiln_buf_reserve(&b, 64 * 1024);
                 ssize_t n = kiln_blob_reader_read(rd, b.data + b.len, b.cap - b.len, err);

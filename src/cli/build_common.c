@@ -1,0 +1,119 @@
+/* What `kiln build` and `kiln run` share: choosing the build service and
+ * running a build with progress on the terminal and cancellation on signals. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include <kiln/runner.h>
+
+#include "cli.h"
+
+int cli_build_service_open(struct cli_stores *s, const char *url,
+                           struct kiln_build_service **ret)
+{
+        _cleanup_free_ char *u = NULL;
+        if (url)
+                u = kiln_strdup(url);
+        else if (getenv("BUILD_SERVICE_ADDR") && *getenv("BUILD_SERVICE_ADDR"))
+                u = kiln_strdup(getenv("BUILD_SERVICE_ADDR"));
+        else {
+                _cleanup_free_ char *home = kiln_home();
+                u = kiln_asprintf("oci://%s/bundles", home);
+        }
+        kiln_runner_register();
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        if (kiln_build_service_open(u, s->blobs, s->dirs, ret, &err) < 0)
+                return cli_fail(err);
+        return 0;
+}
+
+struct ticker {
+        pthread_mutex_t lock;
+        const char *phase;
+        struct timespec start;
+        atomic_bool done;
+        bool tty;
+};
+
+static void on_progress(void *userdata, const char *phase)
+{
+        struct ticker *t = userdata;
+        pthread_mutex_lock(&t->lock);
+        t->phase = phase;
+        pthread_mutex_unlock(&t->lock);
+}
+
+static double elapsed(const struct timespec *start)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void *tick(void *arg)
+{
+        struct ticker *t = arg;
+        while (!atomic_load(&t->done)) {
+                pthread_mutex_lock(&t->lock);
+                fprintf(stderr, "\r\033[Kkiln: %s %.1fs", t->phase, elapsed(&t->start));
+                pthread_mutex_unlock(&t->lock);
+                struct timespec ts = {0, 100 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
+        fprintf(stderr, "\r\033[K");
+        return NULL;
+}
+
+/* Signals arrive at a dedicated thread that triggers the cancel token. */
+struct signal_waiter {
+        sigset_t set;
+        struct kiln_cancel *cancel;
+};
+
+static void *wait_signals(void *arg)
+{
+        struct signal_waiter *w = arg;
+        int sig;
+        if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR2)
+                kiln_cancel_trigger(w->cancel);
+        return NULL;
+}
+
+int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,
+                  unsigned timeout, struct kiln_build *ret, struct kiln_error **err)
+{
+        struct ticker t = {.phase = "starting", .tty = isatty(STDERR_FILENO)};
+        pthread_mutex_init(&t.lock, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &t.start);
+        _cleanup_(kiln_cancel_freep) struct kiln_cancel *cancel = kiln_cancel_new();
+
+        struct signal_waiter w = {.cancel = cancel};
+        sigemptyset(&w.set);
+        sigaddset(&w.set, SIGINT);
+        sigaddset(&w.set, SIGTERM);
+        sigaddset(&w.set, SIGUSR2); /* wakes the waiter at the end */
+        sigset_t old;
+        pthread_sigmask(SIG_BLOCK, &w.set, &old);
+        pthread_t sig_thread, tick_thread;
+        pthread_create(&sig_thread, NULL, wait_signals, &w);
+        if (t.tty)
+                pthread_create(&tick_thread, NULL, tick, &t);
+
+        struct kiln_build_call call = {
+                .cancel = cancel,
+                .progress = on_progress,
+                .userdata = &t,
+                .timeout = timeout,
+        };
+        int r = kiln_build_service_build(svc, req, &call, ret, err);
+
+        atomic_store(&t.done, true);
+        if (t.tty)
+                pthread_join(tick_thread, NULL);
+        pthread_kill(sig_thread, SIGUSR2);
+        pthread_join(sig_thread, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_mutex_destroy(&t.lock);
+        return r;
+}

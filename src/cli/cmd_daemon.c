@@ -1,0 +1,138 @@
+/* kiln daemon: serves the blob, directory and build services over gRPC
+ * (see src/daemon/server.h for the design). */
+#include <signal.h>
+
+#include <kiln/buildsvc.h>
+
+#include "cli.h"
+#include "server.h"
+
+/* Loopback only by default: the services have no authentication. Upstream's
+ * tvix-build listens on [::]:8000; pass that explicitly to expose them.
+ * "localhost" binds both 127.0.0.1 and ::1 where available, so upstream
+ * clients' default grpc+http://[::1]:8000 reaches it too. */
+#define DEFAULT_LISTEN "localhost:8000"
+
+static const char usage[] =
+        "usage: kiln daemon [options]\n"
+        "Serves tvix.castore.v1.BlobService, DirectoryService, tvix.build.v1.BuildService\n"
+        "and grpc.health.v1.Health over gRPC until SIGTERM or SIGINT.\n\n"
+        "  -l, --listen-address ADDR     host:port, [v6]:port, a unix socket path starting\n"
+        "                                with '/' or '.', @abstract-name, or sd-listen for\n"
+        "                                sockets passed by systemd; may be repeated\n"
+        "                                (default " DEFAULT_LISTEN ": loopback only)\n" CLI_STORE_USAGE
+        "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
+        "                                the OCI runner oci://$KILN_HOME/bundles)\n"
+        "  --max-calls N                 calls served at once (default 256)\n\n"
+        "Prints \"listening on ADDR\" once ready. Set KILN_LOG=debug to log every call.\n";
+
+static struct kiln_server *running;
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        if (running)
+                kiln_server_stop(running);
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"help", no_argument, NULL, 'h'},
+                {"listen-address", required_argument, NULL, 'l'},
+                {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
+                {"max-calls", required_argument, NULL, 'm'},
+                CLI_STORE_OPTIONS,
+                {},
+        };
+        struct cli_stores stores = {0};
+        const char *build_url = NULL;
+        _cleanup_free_ const char **listen = NULL;
+        size_t n_listen = 0;
+        unsigned max_calls = 0;
+        int c;
+        while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
+                if (cli_stores_option(&stores, c, optarg))
+                        continue;
+                switch (c) {
+                case 'h':
+                        fputs(usage, stdout);
+                        return 0;
+                case 'l':
+                        listen = kiln_reallocarray(listen, n_listen + 1, sizeof(*listen));
+                        listen[n_listen++] = optarg;
+                        break;
+                case CLI_OPT_BUILD_ADDR:
+                        build_url = optarg;
+                        break;
+                case 'm': {
+                        char *end;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || v == 0 || v > 100000)
+                                return cli_usage_error("daemon", "invalid --max-calls '%s'",
+                                                       optarg);
+                        max_calls = (unsigned)v;
+                        break;
+                }
+                default:
+                        return cli_usage_error("daemon", "invalid option");
+                }
+        }
+        if (optind < argc)
+                return cli_usage_error("daemon", "unexpected argument '%s'", argv[optind]);
+        if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
+                return 1;
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        struct kiln_build_service *builds = NULL;
+        int status = 1;
+        struct kiln_server *srv = NULL;
+        if (cli_build_service_open(&stores, build_url, &builds))
+                goto out;
+        struct kiln_server_config cfg = {
+                .blobs = stores.blobs,
+                .dirs = stores.dirs,
+                .builds = builds,
+                .max_calls = max_calls,
+        };
+        if (kiln_server_new(&cfg, &srv, &err) < 0) {
+                cli_fail(err);
+                goto out;
+        }
+        struct kiln_buf line = KILN_BUF_INIT;
+        for (size_t i = 0; i < (n_listen ? n_listen : 1); i++) {
+                _cleanup_free_ char *desc = NULL;
+                if (kiln_server_listen(srv, n_listen ? listen[i] : DEFAULT_LISTEN, &desc, &err) <
+                    0) {
+                        kiln_buf_done(&line);
+                        cli_fail(err);
+                        goto out;
+                }
+                if (i)
+                        kiln_buf_append(&line, ", ", 2);
+                kiln_buf_append(&line, desc, strlen(desc));
+        }
+        kiln_buf_append_byte(&line, 0);
+
+        struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        running = srv;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if (kiln_server_start(srv, &err) < 0) {
+                kiln_buf_done(&line);
+                cli_fail(err);
+                goto out;
+        }
+        printf("listening on %s\n", (char *)line.data);
+        fflush(stdout);
+        kiln_buf_done(&line);
+        kiln_server_run(srv);
+        status = 0;
+out:
+        running = NULL;
+        kiln_server_free(srv);
+        kiln_build_service_free(builds);
+        cli_stores_close(&stores);
+        return status;
+}

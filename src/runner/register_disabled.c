@@ -1,0 +1,6 @@
+/* Built without FUSE: there is no OCI runner to register. */
+#include <kiln/runner.h>
+
+void kiln_runner_register(void)
+{
+}

@@ -1,0 +1,175 @@
+/* Driving the OCI runtime (runc, or crun) as a child process. crun refuses
+ * this machine's hybrid cgroup layout unless it runs in a private mount
+ * namespace without /sys/fs/cgroup/unified (PLATFORM), so every runtime
+ * command goes through one fork path that can set that up. */
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "runner.h"
+
+/* fork + exec of the runtime; only async-signal-safe calls in the child
+ * (the daemon is multi-threaded). */
+static pid_t spawn(const struct runner_config *cfg, char *const argv[], int out_fd, int err_fd,
+                   struct kiln_error **err)
+{
+        bool crun = !strcmp(cfg->runtime, "crun");
+        int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0)
+                return kiln_error_errno(err, errno, "open /dev/null");
+        pid_t pid = fork();
+        if (pid < 0) {
+                int e = errno;
+                close(null_fd);
+                return kiln_error_errno(err, e, "fork");
+        }
+        if (pid == 0) {
+                if (crun) {
+                        if (unshare(CLONE_NEWNS) < 0 ||
+                            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                                _exit(126);
+                        (void)umount2("/sys/fs/cgroup/unified", MNT_DETACH);
+                }
+                /* The runtime must not inherit our signal mask or handlers. */
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                signal(SIGPIPE, SIG_DFL);
+                if (dup2(null_fd, 0) < 0 || dup2(out_fd >= 0 ? out_fd : null_fd, 1) < 0 ||
+                    dup2(err_fd >= 0 ? err_fd : null_fd, 2) < 0)
+                        _exit(126);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        close(null_fd);
+        return pid;
+}
+
+/* Runs a short runtime command to completion; returns its wait status. */
+static int run_sync(const struct runner_config *cfg, char *const argv[])
+{
+        pid_t pid = spawn(cfg, argv, -1, -1, NULL);
+        if (pid < 0)
+                return pid;
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return status;
+}
+
+int runtime_start(const struct runner_config *cfg, const char *bundle, const char *id,
+                  int out_fd, int err_fd, struct runtime_run *ret, struct kiln_error **err)
+{
+        /* The runtime's own messages go to a log of their own, so a failure
+         * to start the container is told apart from the build's output. */
+        _cleanup_free_ char *log = kiln_asprintf("%s/runtime.log", bundle);
+        char *argv[] = {cfg->runtime, "--root", cfg->state_dir, "--log", log, "--log-format",
+                        "json", "run", "--bundle", (char *)bundle, (char *)id, NULL};
+        pid_t pid = spawn(cfg, argv, out_fd, err_fd, err);
+        if (pid < 0)
+                return kiln_error_prefix(err, pid, "runtime: start %s", cfg->runtime);
+        int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                int e = errno;
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                return kiln_error_errno(err, e, "runtime: pidfd_open");
+        }
+        *ret = (struct runtime_run){.pid = pid, .pidfd = pidfd, .id = kiln_strdup(id)};
+        return 0;
+}
+
+static double now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int runtime_wait(struct runtime_run *run, int cancel_fd, double deadline,
+                 struct kiln_error **err)
+{
+        for (;;) {
+                struct pollfd p[2] = {{.fd = run->pidfd, .events = POLLIN},
+                                      {.fd = cancel_fd, .events = POLLIN}};
+                int timeout = -1;
+                if (deadline > 0) {
+                        double left = deadline - now();
+                        if (left <= 0)
+                                return kiln_error_set(err, ETIMEDOUT, "timed out");
+                        timeout = (int)(left * 1000) + 1;
+                }
+                int n = poll(p, cancel_fd >= 0 ? 2 : 1, timeout);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return kiln_error_errno(err, errno, "poll");
+                }
+                if (n > 0 && (p[0].revents & POLLIN)) {
+                        int status;
+                        while (waitpid(run->pid, &status, 0) < 0)
+                                if (errno != EINTR)
+                                        return kiln_error_errno(err, errno, "waitpid");
+                        run->pid = 0;
+                        return status;
+                }
+                if (cancel_fd >= 0 && (p[1].revents & POLLIN))
+                        return kiln_error_set(err, ECANCELED, "cancelled");
+        }
+}
+
+static bool exited(struct runtime_run *run, int timeout_ms)
+{
+        struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
+        return poll(&p, 1, timeout_ms) == 1;
+}
+
+void runtime_kill(const struct runner_config *cfg, struct runtime_run *run)
+{
+        if (run->pid <= 0)
+                return;
+        char *argv[] = {cfg->runtime, "--root", cfg->state_dir, "kill", run->id, "KILL", NULL};
+        /* The container may not exist yet (still being created), so retry
+         * for a while; then kill the runtime process itself. */
+        for (int attempt = 0; attempt < 50 && !exited(run, 0); attempt++) {
+                (void)run_sync(cfg, argv);
+                if (exited(run, 100))
+                        break;
+        }
+        if (!exited(run, 0))
+                kill(run->pid, SIGKILL);
+        while (waitpid(run->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        run->pid = 0;
+}
+
+void runtime_delete(const struct runner_config *cfg, const char *id)
+{
+        /* `run` removes the container when it exits by itself; only a killed
+         * run leaves state behind. Starting the runtime costs milliseconds. */
+        _cleanup_free_ char *state = kiln_asprintf("%s/%s", cfg->state_dir, id);
+        if (access(state, F_OK) < 0 && errno == ENOENT)
+                return;
+        char *argv[] = {cfg->runtime, "--root", cfg->state_dir, "delete", "--force",
+                        (char *)id, NULL};
+        (void)run_sync(cfg, argv);
+}
+
+void runtime_run_done(struct runtime_run *run)
+{
+        if (run->pid > 0) {
+                kill(run->pid, SIGKILL);
+                while (waitpid(run->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        if (run->pidfd >= 0)
+                close(run->pidfd);
+        free(run->id);
+        *run = (struct runtime_run){.pidfd = -1};
+}

@@ -1,0 +1,200 @@
+/* The OCI runtime spec of a build (SPEC §10.3–§10.5), with kiln's changes:
+ * no cgroup namespace (Snix), no terminal (stdout and stderr stay apart),
+ * available_ro_paths in sorted order, /bin/sh only with provide_bin_sh. */
+#include <sys/stat.h>
+
+#include <kiln/base64.h>
+
+#include "runner.h"
+
+static const char *const capabilities[] = {
+        "CAP_AUDIT_WRITE", "CAP_CHOWN",  "CAP_DAC_OVERRIDE",     "CAP_FOWNER", "CAP_FSETID",
+        "CAP_KILL",        "CAP_MKNOD",  "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP",
+        "CAP_SETGID",      "CAP_SETPCAP", "CAP_SETUID",          "CAP_SYS_CHROOT",
+};
+
+static const char *const masked_paths[] = {
+        "/proc/kcore",       "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug",   "/sys/firmware",
+};
+
+static const char *const readonly_paths[] = {
+        "/proc/asound", "/proc/bus",  "/proc/fs",
+        "/proc/irq",    "/proc/sys",  "/proc/sysrq-trigger",
+};
+
+char *runner_scratch_name(const char *path, char buf[57])
+{
+        struct kiln_digest d;
+        kiln_digest_of(path, strlen(path), &d);
+        kiln_base32_encode(d.b, sizeof(d.b), buf);
+        return buf;
+}
+
+/* Is `prefix` a component-wise prefix of `path`? ("" prefixes everything.) */
+static bool component_prefix(const char *prefix, const char *path, const char **rest)
+{
+        size_t n = strlen(prefix);
+        if (n == 0) {
+                *rest = path;
+                return true;
+        }
+        if (strncmp(prefix, path, n) != 0 || (path[n] != '\0' && path[n] != '/'))
+                return false;
+        *rest = path[n] == '/' ? path + n + 1 : path + n;
+        return true;
+}
+
+const char *runner_scratch_prefix(const struct kiln_build_request *r, const char *path,
+                                  const char **rest)
+{
+        const char *best = NULL;
+        for (size_t i = 0; i < r->scratch_paths.n; i++) {
+                const char *p = r->scratch_paths.v[i], *rr;
+                if (component_prefix(p, path, &rr) && (!best || strlen(p) > strlen(best))) {
+                        best = p;
+                        *rest = rr;
+                }
+        }
+        return best;
+}
+
+static json_t *strings(const char *const *v, size_t n)
+{
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, json_string(v[i]));
+        return a;
+}
+
+static void add_mount(json_t *mounts, const char *dest, const char *type, const char *source,
+                      const char *const *options, size_t n_options)
+{
+        json_t *m = json_object();
+        json_object_set_new(m, "destination", json_string(dest));
+        json_object_set_new(m, "type", json_string(type));
+        json_object_set_new(m, "source", json_string(source));
+        if (n_options)
+                json_object_set_new(m, "options", strings(options, n_options));
+        json_array_append_new(mounts, m);
+}
+
+#define MOUNT(mounts, dest, type, source, ...)                                                     \
+        do {                                                                                       \
+                static const char *const opts_[] = {__VA_ARGS__};                                  \
+                add_mount(mounts, dest, type, source, opts_, KILN_ARRAY_SIZE(opts_));              \
+        } while (0)
+
+static json_t *idmaps(const struct idmap *m, size_t n)
+{
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, json_pack("{s:I,s:I,s:I}", "containerID",
+                                                   (json_int_t)m[i].container_id, "hostID",
+                                                   (json_int_t)m[i].host_id, "size",
+                                                   (json_int_t)m[i].size));
+        return a;
+}
+
+static json_t *process(const struct kiln_build_request *r)
+{
+        json_t *env = json_array();
+        for (size_t i = 0; i < r->n_env; i++) {
+                /* Values are validated UTF-8 without NUL (build_request.c). */
+                char *kv = kiln_asprintf("%s=%.*s", r->env[i].key, (int)r->env[i].value_len,
+                                         (const char *)r->env[i].value);
+                json_array_append_new(env, json_string(kv));
+                free(kv);
+        }
+        char *cwd = kiln_asprintf("/%s", r->working_dir);
+        json_t *caps = json_object();
+        static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
+                                           "ambient"};
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(sets); i++)
+                json_object_set_new(caps, sets[i],
+                                    strings(capabilities, KILN_ARRAY_SIZE(capabilities)));
+        json_t *p = json_pack("{s:b,s:{s:i,s:i},s:o,s:s,s:o,s:o,s:[{s:s,s:i,s:i}],s:b}", "terminal",
+                              0, "user", "uid", 1000, "gid", 100, "args",
+                              strings((const char *const *)r->command_args.v, r->command_args.n),
+                              "cwd", cwd, "env", env, "capabilities", caps, "rlimits", "type",
+                              "RLIMIT_NOFILE", "hard", 1024, "soft", 1024, "noNewPrivileges", 1);
+        free(cwd);
+        return p;
+}
+
+json_t *runner_spec(const struct runner_config *cfg, const struct kiln_build_request *r)
+{
+        const struct kiln_build_constraints *c = &r->constraints;
+        bool network = c->present && c->network_access;
+        bool bin_sh = c->present && c->provide_bin_sh;
+
+        json_t *mounts = json_array();
+        MOUNT(mounts, "/proc", "proc", "proc");
+        MOUNT(mounts, "/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755",
+              "size=65536k");
+        /* No gid=5: the user namespace maps one id per range (PLATFORM). */
+        MOUNT(mounts, "/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
+              "ptmxmode=0666", "mode=0620");
+        MOUNT(mounts, "/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
+              "size=65536k");
+        MOUNT(mounts, "/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev");
+        MOUNT(mounts, "/sys", "none", "/sys", "nosuid", "noexec", "nodev", "ro", "rbind");
+        MOUNT(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", "nosuid", "noexec", "nodev",
+              "relatime", "ro");
+        MOUNT(mounts, "/tmp", "tmpfs", "tmpfs", "nosuid", "noatime", "mode=700");
+
+        for (size_t i = 0; i < r->scratch_paths.n; i++) {
+                char name[57];
+                char *dest = kiln_asprintf("/%s", r->scratch_paths.v[i]);
+                char *src = kiln_asprintf("scratch/%s",
+                                          runner_scratch_name(r->scratch_paths.v[i], name));
+                MOUNT(mounts, dest, "none", src, "rbind", "rw");
+                free(dest);
+                free(src);
+        }
+        /* Input names are validated UTF-8 components; nosuid is required to
+         * bind a FUSE mount inside a user namespace. */
+        for (size_t i = 0; i < r->n_inputs; i++) {
+                const struct kiln_bytes *n = &r->inputs[i].name;
+                char *dest = r->inputs_dir[0]
+                                     ? kiln_asprintf("/%s/%.*s", r->inputs_dir, (int)n->len,
+                                                     (const char *)n->data)
+                                     : kiln_asprintf("/%.*s", (int)n->len, (const char *)n->data);
+                char *src = kiln_asprintf("inputs/%.*s", (int)n->len, (const char *)n->data);
+                MOUNT(mounts, dest, "none", src, "rbind", "ro", "nosuid", "nodev");
+                free(dest);
+                free(src);
+        }
+        for (size_t i = 0; c->present && i < c->ro_paths.n; i++)
+                MOUNT(mounts, c->ro_paths.v[i], "none", c->ro_paths.v[i], "rbind", "ro");
+        if (bin_sh)
+                MOUNT(mounts, "/bin/sh", "none", cfg->sandbox_shell, "rbind", "ro");
+        if (network) {
+                static const char *const files[] = {"/etc/resolv.conf", "/etc/services",
+                                                    "/etc/hosts"};
+                for (size_t i = 0; i < KILN_ARRAY_SIZE(files); i++) {
+                        struct stat st;
+                        if (stat(files[i], &st) == 0)
+                                MOUNT(mounts, files[i], "none", files[i], "rbind", "ro");
+                }
+        }
+
+        json_t *ns = json_array();
+        static const char *const namespaces[] = {"pid", "ipc", "uts", "mount"};
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(namespaces); i++)
+                json_array_append_new(ns, json_pack("{s:s}", "type", namespaces[i]));
+        if (!network)
+                json_array_append_new(ns, json_pack("{s:s}", "type", "network"));
+        json_array_append_new(ns, json_pack("{s:s}", "type", "user"));
+
+        json_t *linux_ = json_pack(
+                "{s:o,s:o,s:{s:[]},s:o,s:o,s:o}", "uidMappings", idmaps(cfg->uid_map, 2),
+                "gidMappings", idmaps(cfg->gid_map, 2), "resources", "devices", "namespaces", ns,
+                "maskedPaths", strings(masked_paths, KILN_ARRAY_SIZE(masked_paths)),
+                "readonlyPaths", strings(readonly_paths, KILN_ARRAY_SIZE(readonly_paths)));
+
+        return json_pack("{s:s,s:s,s:{},s:{s:s,s:b},s:o,s:o,s:o}", "ociVersion", "1.0.2-dev",
+                         "hostname", "localhost", "annotations", "root", "path", "root",
+                         "readonly", 1, "process", process(r), "mounts", mounts, "linux",
+                         linux_);
+}
