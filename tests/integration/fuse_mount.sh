@@ -108,6 +108,7 @@ mount_bg "$T/m1.log" --threads 4 "$M" "src=$node" "bydigest=b3:$root" "hello=$fn
 grep -q "^kiln: mounted at $M (4 roots)$" "$T/m1.log" || fail "ready line: $(cat "$T/m1.log")"
 is_mounted || fail "not in /proc/self/mounts"
 grep " $M fuse.kiln " /proc/self/mounts | grep -q "ro,nosuid,nodev" || fail "mount options"
+grep " $M fuse.kiln " /proc/self/mounts | grep -q allow_other && fail "allow_other by default"
 
 t diff -r --no-dereference "$src" "$M/src" || fail "mounted tree differs from the source"
 t diff -r --no-dereference "$src" "$M/bydigest" || fail "b3: root differs"
@@ -158,8 +159,9 @@ kill -TERM "$mpid"
 wait_exit "$mpid"; [ "$status" = 0 ] || fail "exit status after SIGTERM: $status"
 is_mounted && fail "still mounted after SIGTERM"
 
-# --list-root and --no-xattr
-mount_bg "$T/m2.log" -l --no-xattr "$M" "src=$node" "hello=$fnode"
+# --list-root, --no-xattr, --allow-other
+mount_bg "$T/m2.log" -l --no-xattr --allow-other "$M" "src=$node" "hello=$fnode"
+grep " $M fuse.kiln " /proc/self/mounts | grep -q allow_other || fail "allow_other not set"
 [ "$(ls "$M" | tr '\n' ' ')" = "hello src " ] || fail "root listing: $(ls "$M")"
 t $CHECK no-xattr "$M/src/plain"
 
