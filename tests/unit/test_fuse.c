@@ -732,7 +732,8 @@ static void test_store_read_once(void **state)
         free(big);
         /* readahead may run requests in parallel: a few readers at most */
         int opens = atomic_load(&cb->opens);
-        if (opens < 2 || opens > 6)
+        /* (without keep_cache every pass would read again: 6 or more) */
+        if (opens < 2 || opens > 4)
                 fail_msg("%d blob readers opened for two files read three times", opens);
         unmount(f);
         cb_free(&cb->base);
