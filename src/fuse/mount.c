@@ -76,8 +76,11 @@ static void *worker_main(void *arg)
                 if (res <= 0) {
                         /* 0: unmounted (ENODEV); libfuse marked the session exited */
                         if (res < 0) {
+                                /* The device failed: have kiln_fuse_wait()
+                                 * take the mount down and report it. */
                                 f->loop_error = res;
                                 fuse_session_exit(f->se);
+                                eventfd_signal(f->stop_fd);
                         }
                         break;
                 }
