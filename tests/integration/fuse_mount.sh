@@ -182,6 +182,19 @@ kill -INT "$mpid"
 wait_exit "$mpid"; [ "$status" = 0 ] || fail "exit status after SIGINT: $status"
 is_mounted && fail "a mount is left behind"
 
+# the stores over gRPC, from a daemon on the same embedded store (gRPC
+# clients start threads of their own: SIGTERM must still end it cleanly)
+if kiln daemon --help >/dev/null 2>&1; then
+	start_daemon -l "$T/d.sock"
+	G="grpc+unix://$T/d.sock"
+	mount_bg "$T/m6.log" --blob-service-addr "$G" --directory-service-addr "$G" "$M" "src=$node"
+	t diff -r --no-dereference "$src/a" "$M/src/a" || fail "tree through gRPC stores"
+	kill -TERM "$mpid"
+	wait_exit "$mpid"; [ "$status" = 0 ] || fail "exit status after SIGTERM (gRPC): $status"
+	is_mounted && fail "still mounted after SIGTERM (gRPC)"
+	stop_daemon "$DAEMON_PID" || :
+fi
+
 # a blob missing from the store: EIO and a log line naming its digest
 mkdir "$T/lost"
 printf 'only here %s' "$T" >"$T/lost/gone"
