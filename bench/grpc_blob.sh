@@ -82,6 +82,8 @@ kiln_read() {
 echo "blob: $mb MiB, daemon blob store: $blob_url, $rounds rounds (MB/s)"
 printf '%-6s %10s %10s %10s %10s\n' round raw-up kiln-put raw-down kiln-read
 for r in $(seq "$rounds"); do
+	# a new blob each round, so every Put really stores (the store dedups)
+	head -c 16 /dev/urandom | dd of="$blob" conv=notrunc status=none
 	a=$(raw_up); b=$(kiln_put); c=$(raw_down); d=$(kiln_read)
 	echo "$a" >>"$work/raw_up"; echo "$b" >>"$work/put"
 	echo "$c" >>"$work/raw_down"; echo "$d" >>"$work/read"

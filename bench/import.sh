@@ -26,15 +26,20 @@ t=time.monotonic(); subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEV
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 : >"$work/b3" ; : >"$work/cold"; : >"$work/warm"; : >"$work/needles0"; : >"$work/needles200"
+# Cold runs go into fresh stores that are deleted only at the end: ext4's
+# inode allocator slows down for a while after mass deletion, which would
+# charge one run for the cleanup of the previous one.
+rm -rf "$work"/home-*
 for i in $(seq "$runs"); do
 	t sh -c "find '$tree' -type f -print0 | xargs -0 b3sum --no-mmap --num-threads 1" >>"$work/b3"
-	rm -rf "$work/home"
-	KILN_HOME=$work/home t "$kiln" import "$tree" >>"$work/cold"
-	KILN_HOME=$work/home t "$kiln" import "$tree" >>"$work/warm"
-	KILN_HOME=$work/home t "$kiln" import "$tree" >>"$work/needles0"
+	sync
+	KILN_HOME=$work/home-$i t "$kiln" import "$tree" >>"$work/cold"
+	KILN_HOME=$work/home-$i t "$kiln" import "$tree" >>"$work/warm"
+	KILN_HOME=$work/home-$i t "$kiln" import "$tree" >>"$work/needles0"
 	# shellcheck disable=SC2086
-	KILN_HOME=$work/home t "$kiln" import $needle_args "$tree" >>"$work/needles200"
+	KILN_HOME=$work/home-$i t "$kiln" import $needle_args "$tree" >>"$work/needles200"
 done
+rm -rf "$work"/home-*
 b3=$(median <"$work/b3"); cold=$(median <"$work/cold"); warm=$(median <"$work/warm")
 n0=$(median <"$work/needles0"); n200=$(median <"$work/needles200")
 echo "files: $(find "$tree" -type f | wc -l), bytes: $(du -sb "$tree" | cut -f1)"

@@ -43,6 +43,9 @@ struct kiln_blob_service_ops {
         /* Optional: NULL means "has() then an empty list". */
         int (*chunks)(struct kiln_blob_service *s, const struct kiln_digest *d,
                       struct kiln_chunk **ret, size_t *ret_n, struct kiln_error **err);
+        /* Optional: NULL means writes are durable once closed (or that the
+         * store has no durability to give). */
+        int (*sync)(struct kiln_blob_service *s, struct kiln_error **err);
         void (*free)(struct kiln_blob_service *s);
 };
 struct kiln_blob_service {

@@ -82,6 +82,11 @@ KILN_PUBLIC int kiln_blob_writer_close(struct kiln_blob_writer *w, struct kiln_d
 KILN_PUBLIC void kiln_blob_writer_free(struct kiln_blob_writer *w);
 DEFINE_CLEANUP_FUNC(struct kiln_blob_writer, kiln_blob_writer_free)
 
+/* Makes every blob written so far durable (one syncfs on the on-disk store,
+ * whose writes are atomic but not fsynced one by one). Call it before
+ * storing anything that refers to the blobs, such as their Directories. */
+KILN_PUBLIC int kiln_blob_sync(struct kiln_blob_service *s, struct kiln_error **err);
+
 /* Convenience: stores a buffer, returns its digest. */
 KILN_PUBLIC int kiln_blob_put(struct kiln_blob_service *s, const void *p, size_t n,
                               struct kiln_digest *ret, struct kiln_error **err);

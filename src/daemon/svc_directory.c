@@ -110,6 +110,11 @@ void svc_directory_put(struct srv_call *c)
         }
         if (n == 0)
                 return srv_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "got no directories", NULL);
+        /* Clients upload blobs before the Directories naming them: make the
+         * blobs durable before those Directories are committed. */
+        r = kiln_blob_sync(srv_blobs(c), &err);
+        if (r < 0)
+                return srv_fail(c, err);
         struct kiln_digest root;
         r = kiln_directory_putter_close(p, &root, &err);
         if (r < 0)

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include <kiln/blake3.h>
 #include <kiln/import.h>
 #include <kiln/refscan.h>
 
-#define READ_BUF_SIZE   (1024 * 1024)
+/* Fits the L2 cache: data is hashed right after the kernel copies it in. */
+#define READ_BUF_SIZE   (128 * 1024)
 #define QUEUE_CAPACITY  128
 
 struct pdir;
@@ -49,7 +51,8 @@ struct frame {
 struct importer {
         const struct kiln_import_options *o;
         pthread_mutex_t lock;
-        pthread_cond_t cond; /* queue space, queue items, job completion */
+        pthread_cond_t work; /* workers: a job is queued, or closing */
+        pthread_cond_t main; /* the walking thread: queue space, a job done */
         struct file_job *qhead, *qtail;
         size_t qlen;
         bool closing;
@@ -74,7 +77,8 @@ static void record_error(struct importer *imp, struct kiln_error **e)
                 imp->error = *e;
                 *e = NULL;
         }
-        pthread_cond_broadcast(&imp->cond);
+        pthread_cond_broadcast(&imp->work);
+        pthread_cond_signal(&imp->main);
         pthread_mutex_unlock(&imp->lock);
         kiln_error_clear(e);
 }
@@ -87,17 +91,14 @@ static void job_free(struct file_job *j)
         free(j);
 }
 
-static int upload_file(struct importer *imp, struct file_job *j, uint8_t *buf,
-                       struct kiln_refscan_stream *scan, struct kiln_error **err)
+/* Reads the whole file from offset 0 through `each`; returns the byte count
+ * or < 0. */
+static int64_t read_all(struct file_job *j, uint8_t *buf, size_t *ret_reads,
+                        int (*each)(void *ctx, const uint8_t *p, size_t n, struct kiln_error **err),
+                        void *ctx, struct kiln_error **err)
 {
-        const struct kiln_import_options *o = imp->o;
-        _cleanup_(kiln_blob_writer_freep) struct kiln_blob_writer *w = NULL;
-        int r = kiln_blob_open_write(o->blobs, &w, err);
-        if (r < 0)
-                return kiln_error_prefix(err, r, "unable to upload %s", j->path);
-        if (scan)
-                kiln_refscan_stream_begin(scan, o->found);
         uint64_t total = 0;
+        size_t reads = 0;
         for (;;) {
                 ssize_t n = read(j->fd, buf, READ_BUF_SIZE);
                 if (n < 0) {
@@ -107,22 +108,91 @@ static int upload_file(struct importer *imp, struct file_job *j, uint8_t *buf,
                 }
                 if (n == 0)
                         break;
+                reads++;
                 total += (uint64_t)n;
-                if (scan)
-                        kiln_refscan_stream_feed(scan, buf, (size_t)n);
-                r = kiln_blob_writer_write(w, buf, (size_t)n, err);
+                int r = each(ctx, buf, (size_t)n, err);
                 if (r < 0)
-                        return kiln_error_prefix(err, r, "unable to upload %s", j->path);
+                        return r;
         }
+        if (ret_reads)
+                *ret_reads = reads;
+        return (int64_t)total;
+}
+
+struct hash_pass {
+        struct kiln_blake3 h;
+        struct kiln_refscan_stream *scan;
+};
+
+static int hash_each(void *ctx, const uint8_t *p, size_t n, struct kiln_error **err)
+{
+        (void)err;
+        struct hash_pass *hp = ctx;
+        kiln_blake3_update(&hp->h, p, n);
+        if (hp->scan)
+                kiln_refscan_stream_feed(hp->scan, p, n);
+        return 0;
+}
+
+static int write_each(void *ctx, const uint8_t *p, size_t n, struct kiln_error **err)
+{
+        return kiln_blob_writer_write(ctx, p, n, err);
+}
+
+static int changed(const struct file_job *j, struct kiln_error **err)
+{
+        return kiln_error_set(err, EAGAIN, "%s changed while being imported", j->path);
+}
+
+/* Hashes (and scans) the file as b3sum would and asks the store for the
+ * blob; only a blob the store lacks is read again into a writer. Importing a
+ * tree again, the common case, then costs one hashing pass, and a file that
+ * fits the buffer is read once either way. */
+static int upload_file(struct importer *imp, struct file_job *j, uint8_t *buf,
+                       struct kiln_refscan_stream *scan, struct kiln_error **err)
+{
+        const struct kiln_import_options *o = imp->o;
+        struct hash_pass hp = {.scan = scan};
+        kiln_blake3_init(&hp.h);
+        if (scan)
+                kiln_refscan_stream_begin(scan, o->found);
+        size_t reads = 0;
+        int64_t total = read_all(j, buf, &reads, hash_each, &hp, err);
         if (scan)
                 kiln_refscan_stream_end(scan);
-        if (total != j->size)
-                return kiln_error_set(err, EAGAIN, "%s changed while being imported (%llu bytes "
-                                      "read, %llu expected)", j->path,
-                                      (unsigned long long)total, (unsigned long long)j->size);
-        r = kiln_blob_writer_close(w, &j->digest, err);
+        if (total < 0)
+                return (int)total;
+        if ((uint64_t)total != j->size)
+                return changed(j, err);
+        kiln_blake3_final(&hp.h, j->digest.b);
+
+        int r = kiln_blob_has(o->blobs, &j->digest, err);
+        if (r < 0)
+                return kiln_error_prefix(err, r, "unable to upload %s", j->path);
+        if (r > 0)
+                return 0;
+
+        _cleanup_(kiln_blob_writer_freep) struct kiln_blob_writer *w = NULL;
+        r = kiln_blob_open_write(o->blobs, &w, err);
+        if (r < 0)
+                return kiln_error_prefix(err, r, "unable to upload %s", j->path);
+        if (reads <= 1) {
+                /* the whole file is still in the buffer */
+                r = kiln_blob_writer_write(w, buf, (size_t)total, err);
+        } else if (lseek(j->fd, 0, SEEK_SET) < 0) {
+                r = kiln_error_errno(err, errno, "unable to read %s", j->path);
+        } else {
+                int64_t again = read_all(j, buf, NULL, write_each, w, err);
+                r = again < 0 ? (int)again : again != total ? changed(j, err) : 0;
+        }
+        if (r < 0)
+                return kiln_error_prefix(err, r, "unable to upload %s", j->path);
+        struct kiln_digest d;
+        r = kiln_blob_writer_close(w, &d, err);
         if (r < 0)
                 return kiln_error_prefix(err, r, "unable to finalize blob %s", j->path);
+        if (!kiln_digest_eq(&d, &j->digest))
+                return changed(j, err);
         return 0;
 }
 
@@ -135,7 +205,7 @@ static void *worker_main(void *arg)
         for (;;) {
                 pthread_mutex_lock(&imp->lock);
                 while (!imp->qhead && !imp->closing)
-                        pthread_cond_wait(&imp->cond, &imp->lock);
+                        pthread_cond_wait(&imp->work, &imp->lock);
                 struct file_job *j = imp->qhead;
                 if (!j) {
                         pthread_mutex_unlock(&imp->lock);
@@ -146,7 +216,7 @@ static void *worker_main(void *arg)
                         imp->qtail = NULL;
                 imp->qlen--;
                 bool skip = imp->error != NULL || imp->cancelled;
-                pthread_cond_broadcast(&imp->cond);
+                pthread_cond_signal(&imp->main);
                 pthread_mutex_unlock(&imp->lock);
 
                 struct kiln_error *e = NULL;
@@ -159,7 +229,7 @@ static void *worker_main(void *arg)
                 j->next = j->dir->jobs;
                 j->dir->jobs = j;
                 j->dir->pending--;
-                pthread_cond_broadcast(&imp->cond);
+                pthread_cond_signal(&imp->main);
                 pthread_mutex_unlock(&imp->lock);
         }
         kiln_refscan_stream_free(scan);
@@ -227,7 +297,7 @@ static int drain_finished(struct importer *imp, bool wait, struct kiln_error **e
                 pthread_mutex_lock(&imp->lock);
                 struct pdir *pd = imp->final_head;
                 while (pd && pd->pending > 0 && wait && !imp->error)
-                        pthread_cond_wait(&imp->cond, &imp->lock);
+                        pthread_cond_wait(&imp->main, &imp->lock);
                 bool ready = pd && pd->pending == 0 && !imp->error;
                 if (ready) {
                         imp->final_head = pd->next_final;
@@ -257,7 +327,7 @@ static int submit(struct importer *imp, struct file_job *j, struct kiln_error **
                 }
                 pthread_mutex_lock(&imp->lock);
                 if (imp->qlen >= QUEUE_CAPACITY && !imp->error)
-                        pthread_cond_wait(&imp->cond, &imp->lock);
+                        pthread_cond_wait(&imp->main, &imp->lock);
         }
         if (imp->error) {
                 pthread_mutex_unlock(&imp->lock);
@@ -273,7 +343,7 @@ static int submit(struct importer *imp, struct file_job *j, struct kiln_error **
                 imp->qhead = j;
         imp->qtail = j;
         imp->qlen++;
-        pthread_cond_broadcast(&imp->cond);
+        pthread_cond_signal(&imp->work);
         pthread_mutex_unlock(&imp->lock);
         return 0;
 }
@@ -472,7 +542,7 @@ static void importer_stop(struct importer *imp)
 {
         pthread_mutex_lock(&imp->lock);
         imp->closing = true;
-        pthread_cond_broadcast(&imp->cond);
+        pthread_cond_broadcast(&imp->work);
         pthread_mutex_unlock(&imp->lock);
         for (unsigned i = 0; i < imp->n_workers; i++)
                 pthread_join(imp->workers[i], NULL);
@@ -519,7 +589,8 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
 
         struct importer imp = {.o = o};
         pthread_mutex_init(&imp.lock, NULL);
-        pthread_cond_init(&imp.cond, NULL);
+        pthread_cond_init(&imp.work, NULL);
+        pthread_cond_init(&imp.main, NULL);
         int r;
 
         if (S_ISREG(st.st_mode)) {
@@ -533,6 +604,8 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
                 r = upload_file(&imp, j, buf, scan, err);
                 kiln_refscan_stream_free(scan);
                 free(buf);
+                if (r == 0)
+                        r = kiln_blob_sync(o->blobs, err);
                 if (r == 0)
                         *ret = (struct kiln_node){.kind = KILN_NODE_FILE, .digest = j->digest,
                                                   .size = j->size,
@@ -568,6 +641,12 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
                         *err = TAKE_PTR(imp.error);
                 }
         }
+        /* The Directories refer to the blobs: make those durable first. */
+        if (r >= 0) {
+                r = kiln_blob_sync(o->blobs, err);
+                if (r < 0)
+                        r = kiln_error_prefix(err, r, "failed to sync the blob store");
+        }
         if (r >= 0) {
                 r = kiln_directory_putter_close(imp.putter, NULL, err);
                 if (r < 0)
@@ -590,6 +669,7 @@ out:
         kiln_buf_done(&imp.scratch);
         kiln_error_free(imp.error);
         pthread_mutex_destroy(&imp.lock);
-        pthread_cond_destroy(&imp.cond);
+        pthread_cond_destroy(&imp.work);
+        pthread_cond_destroy(&imp.main);
         return r < 0 ? r : 0;
 }

@@ -163,6 +163,11 @@ int kiln_blob_chunks(struct kiln_blob_service *s, const struct kiln_digest *d,
         return 1;
 }
 
+int kiln_blob_sync(struct kiln_blob_service *s, struct kiln_error **err)
+{
+        return s->ops->sync ? s->ops->sync(s, err) : 0;
+}
+
 ssize_t kiln_blob_reader_read(struct kiln_blob_reader *r, void *buf, size_t n,
                               struct kiln_error **err)
 {

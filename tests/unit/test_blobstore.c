@@ -16,6 +16,7 @@
 #include <time.h>
 #include <zstd.h>
 
+#include <kiln/fsutil.h>
 #include <kiln/store.h>
 
 #include "backends.h"
@@ -719,11 +720,9 @@ static void test_hello_world_layout(void **state)
         char **names = NULL;
         size_t n = 0;
         list_files(f->store, "", &names, &n);
-        assert_int_equal(n, 2);
-        assert_string_equal(names[0][0] == 'b' ? names[0] : names[1],
-                            "blobs/b3/41f8/" HEX_HELLO);
-        assert_string_equal(names[0][0] == 'c' ? names[0] : names[1],
-                            "chunks/b3/41f8/" HEX_HELLO);
+        /* A single-chunk blob is its chunk: no index. */
+        assert_int_equal(n, 1);
+        assert_string_equal(names[0], "chunks/b3/41f8/" HEX_HELLO);
         for (size_t i = 0; i < n; i++)
                 free(names[i]);
         free(names);
@@ -731,8 +730,7 @@ static void test_hello_world_layout(void **state)
         _cleanup_free_ char *blob = kiln_asprintf("%s/blobs/b3/41f8/" HEX_HELLO, f->store);
         _cleanup_free_ char *chunk = kiln_asprintf("%s/chunks/b3/41f8/" HEX_HELLO, f->store);
         struct stat st;
-        assert_int_equal(stat(blob, &st), 0);
-        assert_int_equal(st.st_size, 0);
+        assert_int_equal(stat(blob, &st), -1);
         assert_int_equal(stat(chunk, &st), 0);
         assert_true(S_ISREG(st.st_mode));
         assert_int_equal(st.st_mode & 0777, 0444);
@@ -755,7 +753,16 @@ static void test_hello_world_layout(void **state)
         assert_ok(kiln_blob_put(f->svc, "Hello World", 11, &d, &err), err);
         assert_int_equal(stat(chunk, &after), 0);
         assert_int_equal(before.st_ino, after.st_ino);
-        assert_int_equal(count_files(f->store, ""), 2);
+        assert_int_equal(count_files(f->store, ""), 1);
+        /* A zero-byte index as upstream writes it still reads. */
+        _cleanup_free_ char *shard = kiln_asprintf("%s/blobs/b3/41f8", f->store);
+        assert_int_equal(kiln_mkdir_p(shard, 0755), 0);
+        int fd = open(blob, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(kiln_blob_chunks(f->svc, &d, &chunks, &nc, &err), 1);
+        assert_int_equal(nc, 0);
+        check_blob(f->svc, &d, (const uint8_t *)"Hello World", 11, 1);
 }
 
 /* A multi-chunk blob's index is a StatBlobResponse listing its chunks. */
@@ -1054,11 +1061,18 @@ static void test_missing_chunk(void **state)
         uint64_t off = chunk_offset(&m, 2);
         seek_ok(r, (int64_t)off, SEEK_SET, off);
         expect_at(r, m.p, m.n, off, 1000);
-        /* A zero-byte index whose chunk object is gone. */
+        /* A zero-byte index (as upstream writes) whose chunk object is gone. */
         struct kiln_digest d;
         assert_ok(kiln_blob_put(f->svc, "Hello World", 11, &d, &err), err);
         _cleanup_free_ char *hello = path_of(f->store, "chunks", &d);
         assert_int_equal(unlink(hello), 0);
+        _cleanup_free_ char *index = path_of(f->store, "blobs", &d);
+        _cleanup_free_ char *shard = kiln_strdup(index);
+        *strrchr(shard, '/') = '\0';
+        assert_int_equal(kiln_mkdir_p(shard, 0755), 0);
+        int fd = open(index, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+        assert_true(fd >= 0);
+        close(fd);
         assert_int_equal(kiln_blob_has(f->svc, &d, &err), 1);
         _cleanup_(kiln_blob_reader_freep) struct kiln_blob_reader *r2 = NULL;
         assert_error(kiln_blob_open_read(f->svc, &d, &r2, &err), err, ENOENT, "not found");
@@ -1313,7 +1327,7 @@ static void test_stale_temp_cleanup(void **state)
         assert_ok(kiln_blob_put(f->svc, "Hello World", 11, &d, &err), err);
         _cleanup_free_ char *stale = kiln_asprintf("%s/chunks/b3/41f8/.tmp-0123456789abcdef",
                                                    f->store);
-        _cleanup_free_ char *live = kiln_asprintf("%s/blobs/b3/41f8/.tmp-fedcba9876543210",
+        _cleanup_free_ char *live = kiln_asprintf("%s/chunks/b3/41f8/.tmp-fedcba9876543210",
                                                   f->store);
         _cleanup_free_ char *other = kiln_asprintf("%s/chunks/b3/41f8/.keep", f->store);
         int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);

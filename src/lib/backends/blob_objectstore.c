@@ -4,15 +4,18 @@
  * Layout (keys below the base):
  *   chunks/b3/<hex of digest bytes 0..1>/<hex digest>  one chunk, zstd-compressed
  *   blobs/b3/<hex of digest bytes 0..1>/<hex digest>   blob index: a serialized
- *       StatBlobResponse listing the chunks when the blob has two or more,
- *       else zero bytes (the blob is then the chunk with its own digest)
+ *       StatBlobResponse listing the chunks, only for blobs of two or more
+ *       (a smaller blob is the chunk with its own digest; upstream also
+ *       writes a zero-byte index for those, which kiln reads but does not
+ *       write)
  *
  * Writing: the writer hashes the whole blob while FastCDC (fastcdc.h, avg 256
  * KiB unless ?avg_chunk_size=) splits it; each finished chunk is hashed,
- * compressed (zstd default level, one context per writer) and stored unless
- * present. close() stores the index unless present. Chunks are durable before
- * the index that names them, so a visible index never lacks its chunks
- * (barring later damage). A writer holds at most one max-size chunk plus its
+ * compressed (zstd level 1, one context per writer) and stored unless
+ * present. close() stores the index unless present; chunks are published
+ * before the index that names them, so a visible index never lacks its
+ * chunks (barring later damage). sync() makes it all durable (objstore.h:
+ * publication is atomic, durability batched). A writer holds at most one max-size chunk plus its
  * compressed form. An aborted writer leaves the chunks it already stored:
  * they are complete, verified objects, and removing them could race with
  * another writer that found them present and relied on them.
@@ -58,6 +61,10 @@
 #define COMPRESSED_LIMIT (ZSTD_COMPRESSBOUND(CHUNK_LIMIT) + 4096)
 /* Enough for ~6 million chunks (a 1.5 TiB blob at the default size). */
 #define INDEX_LIMIT ((size_t)256 << 20)
+/* zstd level 1: any level reads back the same, and 1 compresses build
+ * outputs about half again as fast as the default 3 for a few percent of
+ * size. */
+#define ZSTD_LEVEL 1
 /* Cached scratch sets (contexts and buffers) kept between readers/writers. */
 #define SCRATCH_CACHE_MAX 4
 
@@ -471,11 +478,12 @@ static int os_blob_has(struct kiln_blob_service *s, const struct kiln_digest *d,
         struct os_blob_service *svc = (struct os_blob_service *)s;
         if (kiln_digest_eq(d, &kiln_digest_empty))
                 return 1;
+        /* Most blobs are a single chunk, so look for that first. */
         char key[KEY_BUFSZ];
-        int r = svc->store->ops->exists(svc->store, key_of(key, "blobs", d), err);
+        int r = svc->store->ops->exists(svc->store, key_of(key, "chunks", d), err);
         if (r != 0)
                 return r;
-        return svc->store->ops->exists(svc->store, key_of(key, "chunks", d), err);
+        return svc->store->ops->exists(svc->store, key_of(key, "blobs", d), err);
 }
 
 static int os_blob_chunks(struct kiln_blob_service *s, const struct kiln_digest *d,
@@ -508,12 +516,19 @@ static int os_blob_chunks(struct kiln_blob_service *s, const struct kiln_digest 
 
 /* --- writer --- */
 
+/* Stores a finished chunk. The bytes have already gone through the whole-blob
+ * hasher; the first chunk starts the blob, so its digest is that hasher's
+ * current value and it is hashed only once (single-chunk blobs, the common
+ * case, cost one pass); later chunks are hashed on their own. */
 static int writer_store_chunk(struct os_writer *w, const uint8_t *p, size_t n,
                               struct kiln_error **err)
 {
         struct os_blob_service *svc = w->svc;
         struct kiln_digest d;
-        kiln_digest_of(p, n, &d);
+        if (w->n == 0)
+                kiln_blake3_final(&w->whole, d.b);
+        else
+                kiln_digest_of(p, n, &d);
         if (w->n == w->cap) {
                 w->cap = w->cap ? 2 * w->cap : 16;
                 w->chunks = kiln_reallocarray(w->chunks, w->cap, sizeof(*w->chunks));
@@ -535,7 +550,7 @@ static int writer_store_chunk(struct os_writer *w, const uint8_t *p, size_t n,
         }
         kiln_buf_clear(&s->b);
         kiln_buf_reserve(&s->b, ZSTD_compressBound(n));
-        size_t zn = ZSTD_compressCCtx(s->cctx, s->b.data, s->b.cap, p, n, ZSTD_CLEVEL_DEFAULT);
+        size_t zn = ZSTD_compressCCtx(s->cctx, s->b.data, s->b.cap, p, n, ZSTD_LEVEL);
         if (ZSTD_isError(zn))
                 return kiln_error_set(err, EIO, "compress chunk %s: %s", KILN_DIGEST_B64(&d),
                                       ZSTD_getErrorName(zn));
@@ -550,10 +565,10 @@ static int os_writer_write(struct kiln_blob_writer *base, const void *data, size
 {
         struct os_writer *w = (struct os_writer *)base;
         const uint8_t *p = data;
-        kiln_blake3_update(&w->whole, p, n);
         while (n > 0) {
                 bool cut;
                 size_t k = kiln_fastcdc_next(&w->cdc, p, n, &cut);
+                kiln_blake3_update(&w->whole, p, k);
                 struct kiln_buf *chunk = &w->s->a;
                 if (cut && chunk->len == 0) {
                         /* The whole chunk is in the caller's buffer: no copy. */
@@ -592,10 +607,15 @@ static int os_writer_close(struct kiln_blob_writer *base, struct kiln_digest *re
         struct kiln_digest d;
         kiln_blake3_final(&w->whole, d.b);
 
-        /* The index: the chunk list for two or more chunks, else empty. */
+        /* A blob of one chunk (or none: the empty blob) is that chunk; only
+         * a blob of several chunks gets an index listing them. */
+        if (w->n < 2) {
+                *ret = d;
+                return 0;
+        }
         struct kiln_buf *idx = &w->s->b;
         kiln_buf_clear(idx);
-        if (w->n >= 2) {
+        {
                 Tvix__Castore__V1__StatBlobResponse msg =
                         TVIX__CASTORE__V1__STAT_BLOB_RESPONSE__INIT;
                 _cleanup_free_ Tvix__Castore__V1__StatBlobResponse__ChunkMeta *metas =
@@ -670,12 +690,21 @@ static void os_blob_free(struct kiln_blob_service *s)
         free(svc);
 }
 
+static int os_blob_sync(struct kiln_blob_service *s, struct kiln_error **err)
+{
+        struct os_blob_service *svc = (struct os_blob_service *)s;
+        if (!svc->store->ops->sync)
+                return 0;
+        return svc->store->ops->sync(svc->store, err);
+}
+
 static const struct kiln_blob_service_ops os_blob_ops = {
         .name = "objectstore",
         .has = os_blob_has,
         .open_read = os_blob_open_read,
         .open_write = os_blob_open_write,
         .chunks = os_blob_chunks,
+        .sync = os_blob_sync,
         .free = os_blob_free,
 };
 

@@ -27,6 +27,8 @@ struct kiln_objstore_ops {
                    struct kiln_error **err);
         /* 1 = exists, 0 = absent. */
         int (*exists)(struct kiln_objstore *o, const char *key, struct kiln_error **err);
+        /* Optional: makes every object stored so far durable. */
+        int (*sync)(struct kiln_objstore *o, struct kiln_error **err);
         void (*free)(struct kiln_objstore *o);
 };
 
@@ -43,9 +45,15 @@ DEFINE_CLEANUP_FUNC(struct kiln_objstore, kiln_objstore_free)
 
 /* A directory tree rooted at the absolute path `path`, created (mkdir -p,
  * mode 0755) when missing. Objects are files (mode 0444) at their key below
- * it, published atomically and durably: an O_TMPFILE file in the target
- * directory, written, fsynced, then linked to its name (link fails if the
- * name exists, which is the "if absent"), then the directory fsynced. Where
+ * it, published atomically: an O_TMPFILE file in the target directory,
+ * written, then linked to its name (link fails if the name exists, which is
+ * the "if absent"), so a killed writer never leaves a partial object
+ * visible. Durability is batched: sync() makes everything stored so far
+ * durable with one syncfs, which callers issue before anything refers to the
+ * objects (the directory closure of an import), instead of an fsync per
+ * object and per directory. After a power loss an object published but not
+ * yet synced can be damaged; every read verifies content, so that shows as a
+ * data-loss error, never as wrong data. Where
  * O_TMPFILE or /proc is unavailable, a named temp file ".tmp-<random>" in the
  * target directory, flock()ed while its writer lives, renamed into place with
  * RENAME_NOREPLACE. In that mode opening the store removes temp files whose

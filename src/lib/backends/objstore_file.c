@@ -5,9 +5,12 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -24,7 +27,8 @@ struct file_objstore {
         struct kiln_objstore base;
         int dirfd;
         char *path;
-        atomic_bool named_tmp; /* O_TMPFILE (or linking it) does not work here */
+        atomic_bool named_tmp;  /* O_TMPFILE (or linking it) does not work here */
+        atomic_bool no_openat2; /* kernel before 5.6 */
 };
 
 static bool component_ok(const char *c, size_t n)
@@ -48,13 +52,46 @@ _unused_ static bool key_ok(const char *key)
         }
 }
 
-/* Opens the directory holding key's object, one component at a time without
- * following symlinks; creates missing directories when `create` (fsyncing
- * each parent so the new entry survives a crash). 1 with *ret_fd and
- * *ret_name (pointing into key), 0 when a directory is missing and !create. */
+/* One openat2 call resolving the whole parent path below the base without
+ * following any symlink; -ENOSYS on kernels before 5.6. */
+static int open_parent_fast(struct file_objstore *f, const char *key, const char *name)
+{
+        char parent[PATH_MAX];
+        size_t n = (size_t)(name - key) - 1;
+        if (n >= sizeof(parent))
+                return -ENAMETOOLONG;
+        memcpy(parent, key, n);
+        parent[n] = '\0';
+        struct open_how how = {
+                .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        int fd = (int)syscall(SYS_openat2, f->dirfd, parent, &how, sizeof(how));
+        return fd < 0 ? -errno : fd;
+}
+
+/* Opens the directory holding key's object without following symlinks;
+ * creates missing directories when `create`. 1 with *ret_fd and *ret_name
+ * (pointing into key), 0 when a directory is missing and !create. */
 static int open_parent(struct file_objstore *f, const char *key, bool create, int *ret_fd,
                        const char **ret_name, struct kiln_error **err)
 {
+        const char *slash = strrchr(key, '/');
+        if (slash && !atomic_load(&f->no_openat2)) {
+                int fd = open_parent_fast(f, key, slash + 1);
+                if (fd >= 0) {
+                        *ret_fd = fd;
+                        *ret_name = slash + 1;
+                        return 1;
+                }
+                if (fd == -ENOSYS)
+                        atomic_store(&f->no_openat2, true);
+                else if (fd != -ENOENT)
+                        return kiln_error_errno(err, -fd, "open directory of '%s'", key);
+                else if (!create)
+                        return 0;
+        }
+        /* The walk: one component at a time (creating) or without openat2. */
         _cleanup_close_ int fd = fcntl(f->dirfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return kiln_error_errno(err, errno, "dup store directory fd");
@@ -68,11 +105,7 @@ static int open_parent(struct file_objstore *f, const char *key, bool create, in
                 comp[n] = '\0';
                 int sub = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0 && errno == ENOENT && create) {
-                        if (mkdirat(fd, comp, DIR_MODE) == 0) {
-                                if (fsync(fd) < 0)
-                                        return kiln_error_errno(
-                                                err, errno, "fsync directory of '%s'", key);
-                        } else if (errno != EEXIST) {
+                        if (mkdirat(fd, comp, DIR_MODE) < 0 && errno != EEXIST) {
                                 return kiln_error_errno(err, errno, "create directory for '%s'",
                                                         key);
                         }
@@ -147,21 +180,12 @@ static int file_get(struct kiln_objstore *o, const char *key, size_t limit, stru
         return 1;
 }
 
-static int write_and_sync(int fd, const void *p, size_t n, const char *key,
-                          struct kiln_error **err)
+static int write_object(int fd, const void *p, size_t n, const char *key,
+                        struct kiln_error **err)
 {
         int r = kiln_write_all(fd, p, n);
         if (r < 0)
                 return kiln_error_errno(err, -r, "write object '%s'", key);
-        if (fsync(fd) < 0)
-                return kiln_error_errno(err, errno, "fsync object '%s'", key);
-        return 0;
-}
-
-static int sync_dir(int dfd, const char *key, struct kiln_error **err)
-{
-        if (fsync(dfd) < 0)
-                return kiln_error_errno(err, errno, "fsync directory of '%s'", key);
         return 0;
 }
 
@@ -176,7 +200,7 @@ static int put_tmpfile(int dfd, const char *name, const char *key, const void *p
                         return -EOPNOTSUPP;
                 return kiln_error_errno(err, errno, "create temp file for '%s'", key);
         }
-        int r = write_and_sync(fd, p, n, key, err);
+        int r = write_object(fd, p, n, key, err);
         if (r < 0)
                 return r;
         char proc[64];
@@ -191,8 +215,7 @@ static int put_tmpfile(int dfd, const char *name, const char *key, const void *p
                         return -EOPNOTSUPP;
                 return kiln_error_errno(err, errno, "link object '%s'", key);
         }
-        r = sync_dir(dfd, key, err);
-        return r < 0 ? r : 1;
+        return 1;
 }
 
 static void tmp_name(char buf[32])
@@ -241,7 +264,7 @@ static int put_named(int dfd, const char *name, const char *key, const void *p, 
                         return kiln_error_set(err, EAGAIN, "temp files for '%s' keep vanishing",
                                               key);
         }
-        r = write_and_sync(fd, p, n, key, err);
+        r = write_object(fd, p, n, key, err);
         if (r < 0)
                 goto fail;
         if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) < 0) {
@@ -266,8 +289,7 @@ static int put_named(int dfd, const char *name, const char *key, const void *p, 
                 if (existed)
                         return 0;
         }
-        r = sync_dir(dfd, key, err);
-        return r < 0 ? r : 1;
+        return 1;
 fail:
         unlinkat(dfd, tmp, 0);
         return r;
@@ -353,6 +375,14 @@ int kiln_objstore_file_clean(struct kiln_objstore *o, struct kiln_error **err)
         return r;
 }
 
+static int file_sync(struct kiln_objstore *o, struct kiln_error **err)
+{
+        struct file_objstore *f = (struct file_objstore *)o;
+        if (syncfs(f->dirfd) < 0)
+                return kiln_error_errno(err, errno, "sync object store '%s'", f->path);
+        return 0;
+}
+
 static void file_free(struct kiln_objstore *o)
 {
         struct file_objstore *f = (struct file_objstore *)o;
@@ -367,6 +397,7 @@ static const struct kiln_objstore_ops file_ops = {
         .put = file_put,
         .get = file_get,
         .exists = file_exists,
+        .sync = file_sync,
         .free = file_free,
 };
 

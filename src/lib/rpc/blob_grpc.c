@@ -442,7 +442,69 @@ struct chunked_reader {
         struct kiln_blake3 hasher;
         uint64_t hashed;
         bool in_order;
+        /* Reading in order, the chunks come from one Read of the whole blob
+         * (one call instead of one per chunk); `carry` holds what the last
+         * message brought beyond the chunk being assembled. */
+        struct rpc_call stream;
+        bool streaming;
+        uint64_t stream_pos;
+        struct kiln_buf carry;
+        size_t carry_off;
+        bool no_stream; /* the server reads only the chunks themselves */
 };
+
+static void stream_stop(struct chunked_reader *cr)
+{
+        if (cr->streaming)
+                rpc_call_done(&cr->stream);
+        cr->streaming = false;
+        kiln_buf_clear(&cr->carry);
+        cr->carry_off = 0;
+}
+
+/* Assembles chunk i (which starts where the stream is) from the whole-blob
+ * stream into cr->data; 0, or < 0 with the stream stopped. */
+static int stream_chunk(struct chunked_reader *cr, size_t i, struct kiln_error **err)
+{
+        const struct kiln_chunk *c = &cr->chunks[i];
+        int r = 0;
+        if (!cr->streaming) {
+                r = start_read(cr->svc, &cr->digest, &cr->stream, err);
+                if (r < 0) {
+                        rpc_call_done(&cr->stream);
+                        return r;
+                }
+                cr->streaming = true;
+                cr->stream_pos = 0;
+        }
+        while (cr->data.len < c->size) {
+                if (cr->carry_off == cr->carry.len) {
+                        r = rpc_call_recv(&cr->stream, &cr->msg, err);
+                        if (r == 0)
+                                r = kiln_error_set(err, EBADMSG,
+                                                   "the blob ended before its chunk list did");
+                        if (r < 0)
+                                break;
+                        const uint8_t *p;
+                        size_t len;
+                        r = kiln_rpc_blob_chunk_decode(cr->msg.data, cr->msg.len, &p, &len, err);
+                        if (r < 0)
+                                break;
+                        kiln_buf_clear(&cr->carry);
+                        kiln_buf_append(&cr->carry, p, len);
+                        cr->carry_off = 0;
+                }
+                size_t take = KILN_MIN(c->size - cr->data.len, cr->carry.len - cr->carry_off);
+                kiln_buf_append(&cr->data, cr->carry.data + cr->carry_off, take);
+                cr->carry_off += take;
+        }
+        if (r < 0) {
+                stream_stop(cr);
+                return r;
+        }
+        cr->stream_pos += c->size;
+        return 0;
+}
 
 static int load_chunk(struct chunked_reader *cr, size_t i, struct kiln_error **err)
 {
@@ -450,6 +512,34 @@ static int load_chunk(struct chunked_reader *cr, size_t i, struct kiln_error **e
         const struct kiln_chunk *c = &cr->chunks[i];
         cr->cur = SIZE_MAX;
         kiln_buf_clear(&cr->data);
+        if (!cr->no_stream && ((cr->streaming && cr->stream_pos == cr->offsets[i]) ||
+                               (!cr->streaming && i == 0))) {
+                _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
+                int r = stream_chunk(cr, i, &e);
+                if (r == -ENOENT && i == 0) {
+                        /* Some servers keep only the chunks: read those. */
+                        cr->no_stream = true;
+                        return load_chunk(cr, i, err);
+                }
+                if (r < 0) {
+                        r = kiln_error_prefix(&e, r, "blob %s from %s",
+                                              KILN_DIGEST_B64(&cr->digest),
+                                              rpc_channel_url(g->ch));
+                        return rpc_error_move(err, &e, r);
+                }
+                struct kiln_digest got;
+                kiln_digest_of(cr->data.data, cr->data.len, &got);
+                if (!kiln_digest_eq(&got, &c->digest))
+                        return kiln_error_set(err, EBADMSG,
+                                              "blob %s from %s: chunk %s does not match its "
+                                              "digest",
+                                              KILN_DIGEST_B64(&cr->digest),
+                                              rpc_channel_url(g->ch), KILN_DIGEST_B64(&c->digest));
+                cr->cur = i;
+                return 0;
+        }
+        /* Out of order: this chunk on its own. */
+        stream_stop(cr);
         struct rpc_call call;
         _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
         int r = start_read(g, &c->digest, &call, &e);
@@ -550,6 +640,8 @@ static int chunked_seek(struct kiln_blob_reader *r, uint64_t pos, struct kiln_er
 static void chunked_free(struct kiln_blob_reader *r)
 {
         struct chunked_reader *cr = (struct chunked_reader *)r;
+        stream_stop(cr);
+        kiln_buf_done(&cr->carry);
         free(cr->chunks);
         free(cr->offsets);
         kiln_buf_done(&cr->data);
@@ -626,7 +718,25 @@ struct grpc_blob_writer {
         struct grpc_blob_service *svc;
         struct rpc_call call;
         struct kiln_blake3 hasher;
+        /* Small writes are gathered into messages of KILN_RPC_CHUNK bytes:
+         * each message waits for the previous one, so their count matters. */
+        grpc_slice pending;
+        size_t pending_len;
+        bool has_pending;
 };
+
+static int writer_flush(struct grpc_blob_writer *gw, struct kiln_error **err)
+{
+        if (!gw->has_pending)
+                return 0;
+        grpc_slice s = grpc_slice_sub_no_ref(gw->pending, 0, gw->pending_len);
+        gw->has_pending = false;
+        gw->pending_len = 0;
+        int r = rpc_call_send(&gw->call, kiln_rpc_blob_chunk_new(s), err);
+        if (r < 0)
+                return r;
+        return 0;
+}
 
 static int writer_write(struct kiln_blob_writer *w, const void *p, size_t n,
                         struct kiln_error **err)
@@ -634,16 +744,21 @@ static int writer_write(struct kiln_blob_writer *w, const void *p, size_t n,
         struct grpc_blob_writer *gw = (struct grpc_blob_writer *)w;
         const uint8_t *b = p;
         while (n) {
-                size_t take = KILN_MIN(n, (size_t)KILN_RPC_CHUNK);
-                grpc_slice s = grpc_slice_malloc(take);
-                memcpy(GRPC_SLICE_START_PTR(s), b, take);
-                int r = rpc_call_send(&gw->call, kiln_rpc_blob_chunk_new(s), err);
-                if (r < 0)
-                        return r;
-                /* Hash while the message is on its way. */
+                if (!gw->has_pending) {
+                        gw->pending = grpc_slice_malloc(KILN_RPC_CHUNK);
+                        gw->has_pending = true;
+                }
+                size_t take = KILN_MIN(n, (size_t)KILN_RPC_CHUNK - gw->pending_len);
+                memcpy(GRPC_SLICE_START_PTR(gw->pending) + gw->pending_len, b, take);
                 kiln_blake3_update(&gw->hasher, b, take);
+                gw->pending_len += take;
                 b += take;
                 n -= take;
+                if (gw->pending_len == KILN_RPC_CHUNK) {
+                        int r = writer_flush(gw, err);
+                        if (r < 0)
+                                return r;
+                }
         }
         return 0;
 }
@@ -653,7 +768,9 @@ static int writer_close(struct kiln_blob_writer *w, struct kiln_digest *ret,
 {
         struct grpc_blob_writer *gw = (struct grpc_blob_writer *)w;
         const char *url = rpc_channel_url(gw->svc->ch);
-        int r = rpc_call_close_send(&gw->call, err);
+        int r = writer_flush(gw, err);
+        if (r >= 0)
+                r = rpc_call_close_send(&gw->call, err);
         if (r < 0)
                 return r;
         _cleanup_(kiln_buf_done) struct kiln_buf resp = KILN_BUF_INIT;
@@ -696,6 +813,8 @@ static int writer_close(struct kiln_blob_writer *w, struct kiln_digest *ret,
 static void writer_free(struct kiln_blob_writer *w)
 {
         struct grpc_blob_writer *gw = (struct grpc_blob_writer *)w;
+        if (gw->has_pending)
+                grpc_slice_unref(gw->pending);
         rpc_call_done(&gw->call); /* cancels an unclosed upload: the server stores nothing */
         free(gw);
 }
