@@ -4,11 +4,15 @@
  *
  * The mount root holds the named root nodes; below them directories, files
  * (0444, or 0555 when executable) and symlinks, owned by root, timestamps 0.
- * Directories are fetched on first lookup or listing and then cached, files
- * are read through seekable blob readers opened per open(). Everything stays
- * cached for the life of the mount (inode numbers are stable). Missing or
- * damaged objects make the operation fail with EIO and log one line naming
- * the digest; writes of any kind fail with EROFS. */
+ * Directories are fetched on first lookup or listing and then cached; a
+ * directory's st_size is its number of entries and its nlink 2 + its
+ * subdirectories, both fixed from the first lookup on. Files are read
+ * through seekable blob readers, opened by the first read that needs the
+ * store and cached per inode; the kernel keeps file contents and listings in
+ * its caches (they never change). Inodes stay for the life of the mount, so
+ * their numbers are stable. Missing or damaged objects make the operation
+ * fail with EIO (a file: its first read; a directory: its lookup) and log
+ * one line naming the digest; modifications of any kind fail with EROFS. */
 #pragma once
 
 #include <kiln/store.h>
@@ -24,8 +28,9 @@ struct kiln_fuse_options {
         /* Allow listing the mount root; when off, opendir on it fails with
          * EPERM (lookups by name still work). */
         bool list_root;
-        /* Expose user.tvix.castore.{directory,blob}.digest extended attributes;
-         * when off, getxattr/listxattr fail with ENOTSUP. */
+        /* Expose user.tvix.castore.{directory,blob}.digest extended attributes
+         * ("b3:<base64>", no NUL); when off, getxattr/listxattr fail with
+         * EOPNOTSUPP. */
         bool show_xattr;
         /* Kernel readahead for the mount in KiB; 0 = the default (4096). */
         unsigned readahead_kb;
@@ -65,5 +70,5 @@ KILN_PUBLIC void kiln_fuse_stop(struct kiln_fuse *f);
 KILN_PUBLIC void kiln_fuse_free(struct kiln_fuse *f);
 DEFINE_CLEANUP_FUNC(struct kiln_fuse, kiln_fuse_free)
 
-/* The mount point as given (for messages). */
+/* The mount point, made absolute against the cwd at mount time. */
 KILN_PUBLIC const char *kiln_fuse_mountpoint(const struct kiln_fuse *f);

@@ -59,8 +59,7 @@ static int parse_root(const char *arg, struct roots *roots)
         size_t len = (size_t)(eq - arg);
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         if (kiln_name_validate(arg, len, &err) < 0)
-                return cli_usage_error("mount", "invalid name '%.*s': %s", (int)len, arg,
-                                       kiln_error_msg(err));
+                return cli_usage_error("mount", "%s", kiln_error_msg(err));
         for (size_t i = 0; i < roots->n; i++)
                 if (!kiln_bytes_cmp(roots->v[i].name.data, roots->v[i].name.len, arg, len))
                         return cli_usage_error("mount", "duplicate name '%.*s'", (int)len, arg);
@@ -169,6 +168,17 @@ int cmd_mount(int argc, char **argv)
                         return r;
         }
 
+        /* Signals are taken by one thread, which asks the mount to stop.
+         * Block them before anything starts threads (gRPC clients do when
+         * the stores open, the filesystem when it mounts): every thread
+         * inherits the mask, so none dies of a signal meant for us. */
+        struct signal_thread st;
+        sigemptyset(&st.set);
+        sigaddset(&st.set, SIGINT);
+        sigaddset(&st.set, SIGTERM);
+        sigaddset(&st.set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &st.set, NULL);
+
         if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
                 return 1;
         for (size_t i = 0; i < roots.n; i++)
@@ -176,15 +186,6 @@ int cmd_mount(int argc, char **argv)
                         cli_stores_close(&stores);
                         return 1;
                 }
-
-        /* Signals are taken by one thread, which asks the mount to stop; the
-         * filesystem's threads (created below) inherit the blocked mask. */
-        struct signal_thread st;
-        sigemptyset(&st.set);
-        sigaddset(&st.set, SIGINT);
-        sigaddset(&st.set, SIGTERM);
-        sigaddset(&st.set, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &st.set, NULL);
 
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         struct kiln_fuse *f = NULL;

@@ -10,7 +10,8 @@
  *     release semantics in inode->dd and read with acquire loads, without a
  *     lock. Fetching it is serialised per inode by inode->fetching under
  *     f->fetch_lock / f->fetch_cond, so concurrent first lookups fetch once;
- *   - per open file, the reader slots: fh->lock.
+ *   - cached blob readers: f->readers_lock (a reader being used belongs
+ *     to one worker and is on no list).
  *   - closures fetched for root-only directory stores: f->closure_lock,
  *     which is held while such a closure streams in (rare, serialised).
  * f->lock and f->fetch_lock are never held across I/O (the fetching flag
@@ -68,6 +69,7 @@ struct kfuse_origin {
 };
 
 struct kfuse_page;
+struct kfuse_reader;
 
 struct kfuse_inode {
         uint64_t ino;
@@ -80,6 +82,8 @@ struct kfuse_inode {
         struct kfuse_dirdata *_Atomic dd;
         bool fetching;               /* under f->fetch_lock */
         struct kfuse_origin *origin; /* where it was first found; may be NULL */
+        /* files */
+        struct kfuse_reader *idle; /* idle cached readers, under f->readers_lock */
 };
 
 struct kiln_fuse {
@@ -115,10 +119,12 @@ struct kiln_fuse {
         atomic_uint running;
         int loop_error;
 
-        /* Open file handles, so that those never released (the connection
-         * was aborted under them) are freed with the mount. */
-        pthread_mutex_t fh_lock;
-        struct kfuse_fh *fh_list;
+        /* Idle blob readers (ops.c), per inode and in one LRU list. */
+        pthread_mutex_t readers_lock;
+        struct kfuse_reader *lru_head, *lru_tail;
+        unsigned n_idle, max_idle;
+        bool no_open;    /* the kernel can do without OPEN/RELEASE for files */
+        bool no_opendir; /* ... and without OPENDIR/RELEASEDIR */
 
         pthread_mutex_t init_lock;
         pthread_cond_t init_cond;
@@ -144,8 +150,8 @@ uint64_t kfuse_inode_count(struct kiln_fuse *f);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops kfuse_ops;
-/* Frees the handles the kernel never released. */
-void kfuse_fh_free_all(struct kiln_fuse *f);
+/* Frees the cached readers (once no worker runs). */
+void kfuse_readers_free_all(struct kiln_fuse *f);
 void kfuse_log(struct kiln_fuse *f, const char *fmt, ...) _printf_(2, 3);
 /* Per-thread buffer of at least n bytes, kept for the thread's life. */
 void *kfuse_thread_buf(size_t n);

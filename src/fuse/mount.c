@@ -76,8 +76,11 @@ static void *worker_main(void *arg)
                 if (res <= 0) {
                         /* 0: unmounted (ENODEV); libfuse marked the session exited */
                         if (res < 0) {
+                                /* The device failed: have kiln_fuse_wait()
+                                 * take the mount down and report it. */
                                 f->loop_error = res;
                                 fuse_session_exit(f->se);
+                                eventfd_signal(f->stop_fd);
                         }
                         break;
                 }
@@ -252,13 +255,13 @@ static void fs_free(struct kiln_fuse *f)
                 close(f->stop_fd);
         if (f->done_fd >= 0)
                 close(f->done_fd);
-        kfuse_fh_free_all(f);
+        kfuse_readers_free_all(f);
         kfuse_table_done(f);
         pthread_mutex_destroy(&f->lock);
         pthread_mutex_destroy(&f->fetch_lock);
         pthread_cond_destroy(&f->fetch_cond);
         pthread_mutex_destroy(&f->closure_lock);
-        pthread_mutex_destroy(&f->fh_lock);
+        pthread_mutex_destroy(&f->readers_lock);
         pthread_mutex_destroy(&f->init_lock);
         pthread_cond_destroy(&f->init_cond);
         free(f->mountpoint);
@@ -275,13 +278,20 @@ int kiln_fuse_mount(struct kiln_blob_service *blobs, struct kiln_directory_servi
         f->dirs = dirs;
         if (o)
                 f->opts = *o;
-        f->mountpoint = kiln_strdup(mountpoint);
+        /* Absolute, so unmounting later does not depend on the cwd then. */
+        if (mountpoint[0] == '/') {
+                f->mountpoint = kiln_strdup(mountpoint);
+        } else {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                f->mountpoint = cwd ? kiln_asprintf("%s/%s", cwd, mountpoint)
+                                    : kiln_strdup(mountpoint);
+        }
         f->stop_fd = f->done_fd = -1;
         pthread_mutex_init(&f->lock, NULL);
         pthread_mutex_init(&f->fetch_lock, NULL);
         pthread_cond_init(&f->fetch_cond, NULL);
         pthread_mutex_init(&f->closure_lock, NULL);
-        pthread_mutex_init(&f->fh_lock, NULL);
+        pthread_mutex_init(&f->readers_lock, NULL);
         pthread_mutex_init(&f->init_lock, NULL);
         pthread_cond_init(&f->init_cond, NULL);
         kfuse_table_init(f);
@@ -319,7 +329,11 @@ int kiln_fuse_mount(struct kiln_blob_service *blobs, struct kiln_directory_servi
         }
         f->mounted = true;
 
-        r = start_workers(f, f->opts.threads ? f->opts.threads : default_threads(), err);
+        unsigned threads = f->opts.threads ? f->opts.threads : default_threads();
+        /* Enough idle readers for every worker's sequential stream and
+         * then some; each may hold a decompressed chunk. */
+        f->max_idle = KILN_MAX(8u, KILN_MIN(4 * threads, 64u));
+        r = start_workers(f, threads, err);
         if (r >= 0)
                 r = wait_init(f, err);
         struct stat st;

@@ -13,17 +13,22 @@
  * Attributes and entries, negative ones included, never expire: the tree
  * cannot change.
  *
- * Reading: each open file handle keeps up to KFUSE_READERS seekable blob
- * readers. A read takes the idle reader positioned exactly at its offset,
- * else the idle one closest below it (a short forward seek), else opens
- * another, else seeks any idle one; so sequential readers and the kernel's
- * parallel readahead requests each keep streaming without re-reading chunks.
- * Data is read into a per-thread buffer and replied from there.
+ * Reading: seekable blob readers are cached per inode (an LRU of idle
+ * readers, bounded by max_idle, shared by every process reading the file).
+ * A read takes the idle reader of its inode positioned exactly at its
+ * offset, else the closest one below it (a forward seek), else any, else
+ * opens one; so sequential readers and the kernel's parallel readahead
+ * requests each keep streaming without re-reading chunks. Data is read into
+ * a per-thread buffer and replied from there (fuse_reply_buf: one writev;
+ * splice would not save the copy for data that is in our memory anyway).
  *
  * readdir offsets are indexes: the entry at index i ("." is 0, ".." is 1,
  * then the listing) carries offset i + 1, and a call with offset o starts at
- * index o. Listings are immutable, so offsets are stable across calls and
- * buffer sizes, and an entry that does not fit is simply sent next time. */
+ * index o. Listings are immutable (the root's too: its nodes are fixed at
+ * mount time), so offsets are stable across calls, handles and buffer sizes,
+ * and an entry that does not fit is simply sent next time (SPEC §14 item
+ * 33). "." and ".." are listed; ".." always carries inode 1, since a shared
+ * directory has no single parent. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,7 +39,6 @@
 #include "fuse_int.h"
 
 #define KFUSE_TIMEOUT 1e9 /* seconds: "forever" without overflowing the kernel's jiffies */
-#define KFUSE_READERS 4
 
 #define XATTR_DIR  "user.tvix.castore.directory.digest"
 #define XATTR_BLOB "user.tvix.castore.blob.digest"
@@ -225,58 +229,107 @@ static void kfuse_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* --- files --- */
 
-struct kfuse_fh {
-        struct kfuse_fh *prev, *next; /* f->fh_list */
+/* A blob reader cached for reuse: busy (owned by one read) or idle (on its
+ * inode's idle list and the mount's LRU list, under f->readers_lock). */
+struct kfuse_reader {
+        struct kiln_blob_reader *r;
         struct kfuse_inode *in;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        struct kfuse_reader_slot {
-                struct kiln_blob_reader *r; /* NULL: not opened yet */
-                uint64_t pos;
-                bool busy;
-        } slot[KFUSE_READERS];
+        uint64_t pos;
+        struct kfuse_reader *next_idle;           /* in->idle */
+        struct kfuse_reader *lru_prev, *lru_next; /* f->lru_*, most recent first */
 };
 
-static void fh_free(struct kfuse_fh *fh)
+static void reader_free(struct kfuse_reader *rd)
 {
-        for (size_t i = 0; i < KFUSE_READERS; i++)
-                kiln_blob_reader_free(fh->slot[i].r);
-        pthread_mutex_destroy(&fh->lock);
-        pthread_cond_destroy(&fh->cond);
-        free(fh);
+        kiln_blob_reader_free(rd->r);
+        free(rd);
 }
 
-static void fh_link(struct kiln_fuse *f, struct kfuse_fh *fh)
+/* Under readers_lock: takes an idle reader off both lists. */
+static void idle_unlink(struct kiln_fuse *f, struct kfuse_reader *rd)
 {
-        pthread_mutex_lock(&f->fh_lock);
-        fh->next = f->fh_list;
-        if (fh->next)
-                fh->next->prev = fh;
-        f->fh_list = fh;
-        pthread_mutex_unlock(&f->fh_lock);
-}
-
-static void fh_unlink_free(struct kiln_fuse *f, struct kfuse_fh *fh)
-{
-        pthread_mutex_lock(&f->fh_lock);
-        if (fh->prev)
-                fh->prev->next = fh->next;
+        struct kfuse_reader **pp = &rd->in->idle;
+        while (*pp != rd)
+                pp = &(*pp)->next_idle;
+        *pp = rd->next_idle;
+        if (rd->lru_prev)
+                rd->lru_prev->lru_next = rd->lru_next;
         else
-                f->fh_list = fh->next;
-        if (fh->next)
-                fh->next->prev = fh->prev;
-        pthread_mutex_unlock(&f->fh_lock);
-        fh_free(fh);
+                f->lru_head = rd->lru_next;
+        if (rd->lru_next)
+                rd->lru_next->lru_prev = rd->lru_prev;
+        else
+                f->lru_tail = rd->lru_prev;
+        rd->next_idle = rd->lru_prev = rd->lru_next = NULL;
+        f->n_idle--;
 }
 
-void kfuse_fh_free_all(struct kiln_fuse *f)
+void kfuse_readers_free_all(struct kiln_fuse *f)
 {
-        while (f->fh_list)
-                fh_unlink_free(f, f->fh_list);
+        while (f->lru_head) {
+                struct kfuse_reader *rd = f->lru_head;
+                idle_unlink(f, rd);
+                reader_free(rd);
+        }
+}
+
+/* An idle reader of `in` for a read at off: the one exactly there, else
+ * the closest one below (a forward seek within or past its chunk is
+ * cheap), else any. NULL if there is none. */
+static struct kfuse_reader *reader_take(struct kiln_fuse *f, struct kfuse_inode *in, uint64_t off)
+{
+        pthread_mutex_lock(&f->readers_lock);
+        struct kfuse_reader *best = NULL;
+        for (struct kfuse_reader *rd = in->idle; rd; rd = rd->next_idle) {
+                if (rd->pos == off) {
+                        best = rd;
+                        break;
+                }
+                if (!best || (rd->pos < off && (best->pos > off || rd->pos > best->pos)))
+                        best = rd;
+        }
+        if (best)
+                idle_unlink(f, best);
+        pthread_mutex_unlock(&f->readers_lock);
+        return best;
+}
+
+/* Returns a reader to the cache, evicting the least recently used ones
+ * beyond the limit. A reader at the end of its blob is of no further use. */
+static void reader_put(struct kiln_fuse *f, struct kfuse_reader *rd)
+{
+        if (rd->pos >= rd->in->size) {
+                reader_free(rd);
+                return;
+        }
+        struct kfuse_reader *evicted = NULL;
+        pthread_mutex_lock(&f->readers_lock);
+        rd->next_idle = rd->in->idle;
+        rd->in->idle = rd;
+        rd->lru_prev = NULL;
+        rd->lru_next = f->lru_head;
+        if (f->lru_head)
+                f->lru_head->lru_prev = rd;
+        else
+                f->lru_tail = rd;
+        f->lru_head = rd;
+        f->n_idle++;
+        while (f->n_idle > f->max_idle) {
+                struct kfuse_reader *old = f->lru_tail;
+                idle_unlink(f, old);
+                old->next_idle = evicted;
+                evicted = old;
+        }
+        pthread_mutex_unlock(&f->readers_lock);
+        while (evicted) {
+                struct kfuse_reader *next = evicted->next_idle;
+                reader_free(evicted);
+                evicted = next;
+        }
 }
 
 /* Opens a reader and checks it against the FileNode: 0 or -EIO (logged). */
-static int reader_open(struct kiln_fuse *f, struct kfuse_inode *in, struct kiln_blob_reader **ret)
+static int reader_open(struct kiln_fuse *f, struct kfuse_inode *in, struct kfuse_reader **ret)
 {
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         struct kiln_blob_reader *r = NULL;
@@ -297,10 +350,51 @@ static int reader_open(struct kiln_fuse *f, struct kfuse_inode *in, struct kiln_
                 kiln_blob_reader_free(r);
                 return -EIO;
         }
-        *ret = r;
+        struct kfuse_reader *rd = kiln_calloc(1, sizeof(*rd));
+        rd->r = r;
+        rd->in = in;
+        *ret = rd;
         return 0;
 }
 
+/* Reads [off, off + n) of a file into buf: the byte count, or -EIO (logged). */
+static ssize_t file_read(struct kiln_fuse *f, struct kfuse_inode *in, uint8_t *buf, size_t n,
+                         uint64_t off)
+{
+        struct kfuse_reader *rd = reader_take(f, in, off);
+        if (!rd && reader_open(f, in, &rd) < 0)
+                return -EIO;
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        size_t got = 0;
+        int r = 0;
+        if (rd->pos != off)
+                r = kiln_blob_reader_seek(rd->r, (int64_t)off, SEEK_SET, NULL, &err);
+        while (r >= 0 && got < n) {
+                ssize_t k = kiln_blob_reader_read(rd->r, buf + got, n - got, &err);
+                if (k < 0)
+                        r = (int)k;
+                else if (k == 0)
+                        break;
+                else
+                        got += (size_t)k;
+        }
+        if (r < 0) {
+                kfuse_log(f, "blob %s: read at %llu: %s", KILN_DIGEST_B64(&in->digest),
+                          (unsigned long long)off, kiln_error_msg(err));
+                reader_free(rd); /* its state is unknown now */
+                return -EIO;
+        }
+        rd->pos = off + got;
+        reader_put(f, rd);
+        return (ssize_t)got;
+}
+
+/* Files need no per-open state: readers are cached per inode, so with
+ * FUSE_CAP_NO_OPEN_SUPPORT (no_open) opens and closes never reach us and
+ * the kernel keeps the page cache (its default for no-open). Without it,
+ * open answers with keep_cache. Either way a missing blob fails the first
+ * read that needs the store, not the open, and a re-read from the page cache
+ * never touches the store. */
 static void kfuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         struct kiln_fuse *f = req_fs(req);
@@ -324,123 +418,33 @@ static void kfuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 fuse_reply_err(req, EROFS);
                 return;
         }
-        struct kfuse_fh *fh = kiln_calloc(1, sizeof(*fh));
-        fh->in = in;
-        pthread_mutex_init(&fh->lock, NULL);
-        pthread_cond_init(&fh->cond, NULL);
-        /* Open the first reader now, so a missing blob fails the open. */
-        if (in->size > 0 && reader_open(f, in, &fh->slot[0].r) < 0) {
-                fh_free(fh);
-                fuse_reply_err(req, EIO);
+        if (f->no_open) {
+                fuse_reply_err(req, ENOSYS); /* "no open needed": the kernel stops asking */
                 return;
         }
-        fh_link(f, fh);
-        fi->fh = (uintptr_t)fh;
+        fi->fh = 0;
         fi->keep_cache = 1; /* contents never change */
         fi->noflush = 1;
-        if (fuse_reply_open(req, fi) < 0)
-                fh_unlink_free(f, fh); /* interrupted: no release will come */
-}
-
-/* Picks a reader slot for a read at off and marks it busy. *ret_open is set
- * when the slot has no reader yet. */
-static size_t fh_acquire(struct kfuse_fh *fh, uint64_t off)
-{
-        pthread_mutex_lock(&fh->lock);
-        for (;;) {
-                ssize_t exact = -1, below = -1, empty = -1, idle = -1;
-                for (size_t i = 0; i < KFUSE_READERS; i++) {
-                        struct kfuse_reader_slot *s = &fh->slot[i];
-                        if (s->busy)
-                                continue;
-                        if (!s->r) {
-                                if (empty < 0)
-                                        empty = (ssize_t)i;
-                                continue;
-                        }
-                        if (s->pos == off) {
-                                exact = (ssize_t)i;
-                                break;
-                        }
-                        if (s->pos < off && (below < 0 || s->pos > fh->slot[below].pos))
-                                below = (ssize_t)i;
-                        if (idle < 0)
-                                idle = (ssize_t)i;
-                }
-                ssize_t pick = exact >= 0 ? exact : below >= 0 ? below : empty >= 0 ? empty : idle;
-                if (pick >= 0) {
-                        fh->slot[pick].busy = true;
-                        pthread_mutex_unlock(&fh->lock);
-                        return (size_t)pick;
-                }
-                pthread_cond_wait(&fh->cond, &fh->lock);
-        }
-}
-
-static void fh_release(struct kfuse_fh *fh, size_t i, uint64_t pos)
-{
-        pthread_mutex_lock(&fh->lock);
-        fh->slot[i].pos = pos;
-        fh->slot[i].busy = false;
-        pthread_cond_signal(&fh->cond);
-        pthread_mutex_unlock(&fh->lock);
-}
-
-/* Reads [off, off + n) into buf: the byte count, or -EIO (logged). */
-static ssize_t fh_read(struct kiln_fuse *f, struct kfuse_fh *fh, uint8_t *buf, size_t n,
-                       uint64_t off)
-{
-        size_t i = fh_acquire(fh, off);
-        struct kfuse_reader_slot *s = &fh->slot[i];
-        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
-        /* The slot is ours until fh_release: its fields need no lock. */
-        if (!s->r) {
-                if (reader_open(f, fh->in, &s->r) < 0) {
-                        fh_release(fh, i, 0);
-                        return -EIO;
-                }
-                s->pos = 0;
-        }
-        size_t got = 0;
-        int r = 0;
-        if (s->pos != off)
-                r = kiln_blob_reader_seek(s->r, (int64_t)off, SEEK_SET, NULL, &err);
-        while (r >= 0 && got < n) {
-                ssize_t k = kiln_blob_reader_read(s->r, buf + got, n - got, &err);
-                if (k < 0)
-                        r = (int)k;
-                else if (k == 0)
-                        break;
-                else
-                        got += (size_t)k;
-        }
-        if (r < 0) {
-                kfuse_log(f, "blob %s: read at %llu: %s", KILN_DIGEST_B64(&fh->in->digest),
-                          (unsigned long long)off, kiln_error_msg(err));
-                /* The reader's state is unknown now: drop it. */
-                kiln_blob_reader_free(s->r);
-                s->r = NULL;
-                fh_release(fh, i, 0);
-                return -EIO;
-        }
-        fh_release(fh, i, off + got);
-        return (ssize_t)got;
+        fuse_reply_open(req, fi);
 }
 
 static void kfuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-        (void)ino;
+        (void)fi;
         struct kiln_fuse *f = req_fs(req);
-        struct kfuse_fh *fh = (struct kfuse_fh *)(uintptr_t)fi->fh;
-        uint64_t fsize = fh->in->size;
-        if (off < 0 || (uint64_t)off >= fsize || size == 0) {
+        struct kfuse_inode *in = kfuse_inode_get(f, ino);
+        if (!in || in->kind != KFUSE_FILE) {
+                fuse_reply_err(req, in ? EISDIR : ENOENT);
+                return;
+        }
+        if (off < 0 || (uint64_t)off >= in->size || size == 0) {
                 fuse_reply_buf(req, NULL, 0);
                 return;
         }
-        size_t n = (size_t)KILN_MIN((uint64_t)size, fsize - (uint64_t)off);
+        size_t n = (size_t)KILN_MIN((uint64_t)size, in->size - (uint64_t)off);
         uint8_t *buf = kfuse_thread_buf(n);
-        ssize_t got = fh_read(f, fh, buf, n, (uint64_t)off);
+        ssize_t got = file_read(f, in, buf, n, (uint64_t)off);
         if (got < 0)
                 fuse_reply_err(req, EIO);
         else
@@ -449,8 +453,7 @@ static void kfuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void kfuse_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        (void)ino;
-        fh_unlink_free(req_fs(req), (struct kfuse_fh *)(uintptr_t)fi->fh);
+        (void)ino, (void)fi;
         fuse_reply_err(req, 0);
 }
 
@@ -477,6 +480,14 @@ static void kfuse_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
                 fuse_reply_err(req, EIO);
                 return;
         }
+        /* Like files, directories need no per-open state. With
+         * FUSE_CAP_NO_OPENDIR_SUPPORT the kernel stops sending OPENDIR and
+         * RELEASEDIR after this and caches listings by default; the root's
+         * EPERM then comes from readdir. */
+        if (f->no_opendir) {
+                fuse_reply_err(req, ENOSYS);
+                return;
+        }
         /* Listings never change: let the kernel cache them. */
         fi->cache_readdir = 1;
         fi->keep_cache = 1;
@@ -490,6 +501,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
         const struct kfuse_dirdata *dd;
         if (!in) {
                 fuse_reply_err(req, ENOENT);
+                return;
+        }
+        if (in->kind == KFUSE_ROOT && !f->opts.list_root) {
+                fuse_reply_err(req, EPERM);
                 return;
         }
         if (kfuse_dir_get(f, in, &dd) < 0) {
@@ -719,6 +734,8 @@ static void kfuse_init(void *userdata, struct fuse_conn_info *conn)
         unsigned want = FUSE_CAP_ASYNC_READ | FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO |
                         FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS;
         conn->want |= want & conn->capable;
+        f->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+        f->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
         /* Content never changes (no AUTO_INVAL_DATA); replies come from
          * memory (no splice); nothing is ever written. */
         conn->want &=
