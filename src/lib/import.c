@@ -314,8 +314,37 @@ static int drain_finished(struct importer *imp, bool wait, struct kiln_error **e
         }
 }
 
+static int importer_start(struct importer *imp, struct kiln_error **err)
+{
+        unsigned n = imp->o->threads;
+        if (n == 0) {
+                long c = sysconf(_SC_NPROCESSORS_ONLN);
+                n = c > 0 ? (unsigned)c : 2;
+        }
+        imp->workers = kiln_calloc(n, sizeof(pthread_t));
+        int e = 0;
+        for (unsigned i = 0; i < n; i++) {
+                e = pthread_create(&imp->workers[i], NULL, worker_main, imp);
+                if (e != 0)
+                        break;
+                imp->n_workers++;
+        }
+        if (imp->n_workers == 0)
+                return kiln_error_errno(err, e, "cannot start import threads");
+        return 0;
+}
+
 static int submit(struct importer *imp, struct file_job *j, struct kiln_error **err)
 {
+        /* Workers start with the first file: a tree of directories and
+         * symlinks only (a build's empty output) needs none. */
+        if (!imp->workers) {
+                int r = importer_start(imp, err);
+                if (r < 0) {
+                        job_free(j);
+                        return r;
+                }
+        }
         pthread_mutex_lock(&imp->lock);
         /* While the queue is full, finish what can be finished meanwhile. */
         while (imp->qlen >= QUEUE_CAPACITY && !imp->error) {
@@ -551,21 +580,6 @@ static void importer_stop(struct importer *imp)
         imp->n_workers = 0;
 }
 
-static void importer_start(struct importer *imp)
-{
-        unsigned n = imp->o->threads;
-        if (n == 0) {
-                long c = sysconf(_SC_NPROCESSORS_ONLN);
-                n = c > 0 ? (unsigned)c : 2;
-        }
-        imp->workers = kiln_calloc(n, sizeof(pthread_t));
-        for (unsigned i = 0; i < n; i++) {
-                if (pthread_create(&imp->workers[i], NULL, worker_main, imp) != 0)
-                        break;
-                imp->n_workers++;
-        }
-}
-
 int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char *path,
                      struct kiln_node *ret, struct kiln_error **err)
 {
@@ -623,7 +637,6 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
                 r = kiln_error_errno(err, e, "unable to open directory %s", path);
                 goto out;
         }
-        importer_start(&imp);
         r = walk_tree(&imp, d, path, err);
         if (r >= 0)
                 r = drain_finished(&imp, true, err);

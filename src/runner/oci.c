@@ -50,7 +50,59 @@ struct oci_service {
         struct waiter *head, *tail;
         char systems[2][80];
         uint64_t mem_total;
+        /* Removing a bundle takes milliseconds of unlinks: a finished
+         * build's bundle is renamed into .state/trash at once and removed by
+         * this thread, so the answer need not wait. Freeing the service
+         * waits for the trash to be empty. */
+        pthread_t cleaner;
+        bool cleaner_running, cleaner_stop;
+        pthread_cond_t trash_cond;
+        char **trash;
+        size_t n_trash;
+        char *trash_dir;
 };
+
+static void *cleaner_main(void *arg)
+{
+        struct oci_service *s = arg;
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+                while (!s->n_trash && !s->cleaner_stop)
+                        pthread_cond_wait(&s->trash_cond, &s->lock);
+                if (!s->n_trash)
+                        break;
+                char *name = s->trash[--s->n_trash];
+                pthread_mutex_unlock(&s->lock);
+                _cleanup_free_ char *path = kiln_asprintf("%s/%s", s->trash_dir, name);
+                (void)kiln_rm_rf_at(AT_FDCWD, path);
+                free(name);
+                pthread_mutex_lock(&s->lock);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+/* Moves a bundle to the trash (or removes it here if that fails). */
+static void discard_bundle(struct oci_service *s, const char *dir, const char *id)
+{
+        _cleanup_free_ char *dest = kiln_asprintf("%s/%s", s->trash_dir, id);
+        if (rename(dir, dest) < 0) {
+                (void)kiln_rm_rf_at(AT_FDCWD, dir);
+                return;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (!s->cleaner_running)
+                s->cleaner_running = pthread_create(&s->cleaner, NULL, cleaner_main, s) == 0;
+        if (!s->cleaner_running) {
+                pthread_mutex_unlock(&s->lock);
+                (void)kiln_rm_rf_at(AT_FDCWD, dest);
+                return;
+        }
+        s->trash = kiln_reallocarray(s->trash, s->n_trash + 1, sizeof(*s->trash));
+        s->trash[s->n_trash++] = kiln_strdup(id);
+        pthread_cond_signal(&s->trash_cond);
+        pthread_mutex_unlock(&s->lock);
+}
 
 /* --- constraints --- */
 
@@ -581,7 +633,7 @@ static void build_cleanup(struct build *b, bool failed)
                         _cleanup_free_ char *where = kiln_asprintf("%s/scratch", b->dir);
                         (void)umount2(where, MNT_DETACH);
                 }
-                (void)kiln_rm_rf_at(AT_FDCWD, b->dir);
+                discard_bundle(b->svc, b->dir, b->id);
         }
         free(b->dir);
 }
@@ -655,6 +707,16 @@ out:
 static void oci_free(struct kiln_build_service *base)
 {
         struct oci_service *s = (struct oci_service *)base;
+        if (s->cleaner_running) {
+                pthread_mutex_lock(&s->lock);
+                s->cleaner_stop = true;
+                pthread_cond_signal(&s->trash_cond);
+                pthread_mutex_unlock(&s->lock);
+                pthread_join(s->cleaner, NULL);
+        }
+        free(s->trash);
+        free(s->trash_dir);
+        pthread_cond_destroy(&s->trash_cond);
         free(s->cfg.bundle_root);
         free(s->cfg.runtime);
         free(s->cfg.sandbox_shell);
@@ -719,6 +781,7 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
         s->dirs = dirs;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->cond, NULL);
+        pthread_cond_init(&s->trash_cond, NULL);
         host_systems(s);
         struct runner_config *cfg = &s->cfg;
         cfg->bundle_root = kiln_strdup(u->path);
@@ -798,6 +861,13 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
         r = kiln_mkdir_p(cfg->state_dir, 0700);
         if (r < 0) {
                 r = kiln_error_errno(err, -r, "create %s", cfg->state_dir);
+                goto fail;
+        }
+        /* Bundles left in the trash by a daemon that died are removed now. */
+        s->trash_dir = kiln_asprintf("%s/.state/trash", cfg->bundle_root);
+        (void)kiln_rm_rf_at(AT_FDCWD, s->trash_dir);
+        if (mkdir(s->trash_dir, 0700) < 0 && errno != EEXIST) {
+                r = kiln_error_errno(err, errno, "create %s", s->trash_dir);
                 goto fail;
         }
         *ret = &s->base;

@@ -325,11 +325,44 @@ static int lmdb_put_in(struct lmdb_dir_service *l, MDB_txn *txn, const struct ki
 }
 
 /* Writes the Directories in one transaction, growing the map when full. */
+/* Which of the digests are not stored intact yet (a damaged value counts as
+ * missing, so a put repairs it). A write transaction costs an fsync; an
+ * import of things already stored needs none. */
+static int lmdb_missing(struct lmdb_dir_service *l, const struct kiln_digest *digests, size_t n,
+                        bool *missing, size_t *ret_count, struct kiln_error **err)
+{
+        MDB_txn *txn;
+        int r = lmdb_txn_begin(l, MDB_RDONLY, &txn, err);
+        if (r < 0)
+                return r;
+        size_t count = 0;
+        for (size_t i = 0; i < n; i++) {
+                MDB_val key = {KILN_DIGEST_LEN, (void *)digests[i].b}, val;
+                int rc = mdb_get(txn, l->e->dbi, &key, &val);
+                if (rc && rc != MDB_NOTFOUND) {
+                        lmdb_txn_abort(l, txn);
+                        return lmdb_fail(err, rc, "read", l->path);
+                }
+                struct kiln_digest got;
+                if (rc == 0)
+                        kiln_digest_of(val.mv_data, val.mv_size, &got);
+                missing[i] = rc == MDB_NOTFOUND || !kiln_digest_eq(&got, &digests[i]);
+                count += missing[i];
+        }
+        lmdb_txn_abort(l, txn);
+        *ret_count = count;
+        return 0;
+}
+
 static int lmdb_write(struct lmdb_dir_service *l, const struct kiln_directory *const *dirs,
                       const struct kiln_digest *digests, size_t n, struct kiln_error **err)
 {
+        _cleanup_free_ bool *missing = kiln_calloc(n, sizeof(bool));
+        size_t count = 0;
+        int r = lmdb_missing(l, digests, n, missing, &count, err);
+        if (r < 0 || count == 0)
+                return r;
         struct kiln_buf b = KILN_BUF_INIT;
-        int r;
         for (;;) {
                 MDB_txn *txn;
                 r = lmdb_txn_begin(l, 0, &txn, err);
@@ -340,6 +373,8 @@ static int lmdb_write(struct lmdb_dir_service *l, const struct kiln_directory *c
                 size_t map_size = info.me_mapsize;
                 int rc = 0;
                 for (size_t i = 0; i < n && rc == 0; i++) {
+                        if (!missing[i])
+                                continue;
                         kiln_buf_clear(&b);
                         kiln_directory_encode(dirs[i], &b);
                         rc = lmdb_put_in(l, txn, &digests[i], &b);

@@ -29,6 +29,7 @@ struct file_objstore {
         char *path;
         atomic_bool named_tmp;  /* O_TMPFILE (or linking it) does not work here */
         atomic_bool no_openat2; /* kernel before 5.6 */
+        atomic_bool dirty;      /* objects published since the last sync */
 };
 
 static bool component_ok(const char *c, size_t n)
@@ -312,11 +313,14 @@ static int file_put(struct kiln_objstore *o, const char *key, const void *p, siz
                 return kiln_error_errno(err, errno, "stat object '%s'", key);
         if (!atomic_load(&f->named_tmp)) {
                 r = put_tmpfile(dfd, name, key, p, n, err);
-                if (r != -EOPNOTSUPP)
-                        return r;
-                atomic_store(&f->named_tmp, true);
+                if (r == -EOPNOTSUPP)
+                        atomic_store(&f->named_tmp, true);
         }
-        return put_named(dfd, name, key, p, n, err);
+        if (atomic_load(&f->named_tmp))
+                r = put_named(dfd, name, key, p, n, err);
+        if (r > 0)
+                atomic_store(&f->dirty, true);
+        return r;
 }
 
 static int clean_dir(int dfd, unsigned depth, const char *what, struct kiln_error **err)
@@ -378,6 +382,10 @@ int kiln_objstore_file_clean(struct kiln_objstore *o, struct kiln_error **err)
 static int file_sync(struct kiln_objstore *o, struct kiln_error **err)
 {
         struct file_objstore *f = (struct file_objstore *)o;
+        /* Nothing new (an import of what is stored already): no flush. A put
+         * racing with us sets the flag again for its own sync. */
+        if (!atomic_exchange(&f->dirty, false))
+                return 0;
         if (syncfs(f->dirfd) < 0)
                 return kiln_error_errno(err, errno, "sync object store '%s'", f->path);
         return 0;
