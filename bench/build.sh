@@ -5,15 +5,18 @@
 # id mappings; the input bind-mounted from a plain directory instead of FUSE),
 # and against a trivial sandboxed `nix-build`. Runs are interleaved; prints
 # medians and ratios. usage: bench/build.sh [RUNS]
+# RUNTIME=crun compares kiln on crun with a bare `crun run` (in a private mount
+# namespace without /sys/fs/cgroup/unified, as kiln runs it here).
 set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-20}
+runtime=${RUNTIME:-runc}
 kiln=$PWD/build/kiln
 work=$(mktemp -d /var/tmp/kiln-bench-build.XXXXXX)
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
 export KILN_HOME=$work/home
 
-"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "oci://$work/bundles?keep-failed=1" \
+"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "oci://$work/bundles?runtime=$runtime" \
 	>"$work/daemon.out" 2>"$work/daemon.err" &
 daemon=$!
 while ! grep -q '^listening' "$work/daemon.out"; do sleep 0.05; done
@@ -36,6 +39,8 @@ json.dump(c, open(p, "w"))
 PY
 
 runc_cmd="runc --root $work/runc-state run --bundle $bundle bench-@I@"
+[ "$runtime" = crun ] && runc_cmd="unshare -m sh -c 'umount -l /sys/fs/cgroup/unified 2>/dev/null; \
+exec crun --root $work/crun-state run --bundle $bundle bench-@I@'"
 nix_cmd="nix-build --no-out-link --option build-users-group '' --option sandbox true \
 --option sandbox-fallback false --option sandbox-paths /bin/sh=/bin/busybox --option substituters '' \
 -E 'derivation { name = \"t\"; salt = \"$$-@I@\"; system = builtins.currentSystem; \
@@ -48,7 +53,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 k=$(cut -d' ' -f1 "$work/times" | median)
 r=$(cut -d' ' -f2 "$work/times" | median)
 printf 'kiln daemon DoBuild   %.1f ms\n' "$(awk "BEGIN{print $k*1000}")"
-printf 'bare runc run         %.1f ms   kiln/runc = %.2fx\n' "$(awk "BEGIN{print $r*1000}")" \
+printf "bare $runtime run         %.1f ms   kiln/$runtime = %.2fx\n" "$(awk "BEGIN{print $r*1000}")" \
 	"$(awk "BEGIN{print $k/$r}")"
 if [ $# = 2 ]; then
 	n=$(cut -d' ' -f3 "$work/times" | median)
