@@ -74,6 +74,12 @@ struct kiln_directory_putter {
         struct kiln_digest root;
 };
 
+/* The two orders of a Directory closure (SPEC §4.2). */
+enum kiln_closure_order {
+        KILN_CLOSURE_LEAVES_TO_ROOT, /* uploads */
+        KILN_CLOSURE_ROOT_TO_LEAVES, /* downloads; needs the expected root */
+};
+
 struct kiln_directory_service_ops {
         const char *name;
         int (*get)(struct kiln_directory_service *s, const struct kiln_digest *d,
@@ -83,10 +89,17 @@ struct kiln_directory_service_ops {
         /* Optional: NULL means breadth-first traversal through get(). */
         int (*get_recursive)(struct kiln_directory_service *s, const struct kiln_digest *root,
                              struct kiln_directory_stream **ret, struct kiln_error **err);
-        /* Optional: NULL means a putter that validates the closure and then
-         * put()s each Directory leaves to root on close. */
+        /* Optional: a putter of the store's own (e.g. one that streams each
+         * Directory to a server as it comes). NULL means the generic putter:
+         * it validates the closure, then hands it to put_closure() if set,
+         * else put()s each Directory leaves to root. */
         int (*put_multiple_start)(struct kiln_directory_service *s,
                                   struct kiln_directory_putter **ret, struct kiln_error **err);
+        /* Optional: stores a validated closure at once (one transaction, one
+         * object), the Directories in put_closure_order, each once. */
+        int (*put_closure)(struct kiln_directory_service *s, const struct kiln_directory **dirs,
+                           const struct kiln_digest *digests, size_t n, struct kiln_error **err);
+        enum kiln_closure_order put_closure_order;
         void (*free)(struct kiln_directory_service *s);
 };
 struct kiln_directory_service {
@@ -107,10 +120,6 @@ KILN_PUBLIC int kiln_directory_stream_bfs(struct kiln_directory_service *s,
  * All failures are -EINVAL. Costs are linear in the closure's size. Not
  * thread-safe: one user at a time. */
 struct kiln_closure;
-enum kiln_closure_order {
-        KILN_CLOSURE_LEAVES_TO_ROOT, /* uploads */
-        KILN_CLOSURE_ROOT_TO_LEAVES, /* downloads; needs the expected root */
-};
 /* `root` is required for ROOT_TO_LEAVES and ignored otherwise. */
 KILN_PUBLIC struct kiln_closure *kiln_closure_new(enum kiln_closure_order order,
                                                   const struct kiln_digest *root);

@@ -103,6 +103,18 @@ static inline int kiln_bytes_cmp(const void *a, size_t alen, const void *b, size
         return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
+/* Value of a hex digit (either case), or -1. */
+static inline int kiln_unhex(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 /* Full write/read loops that retry on EINTR and short transfers.
  * Return 0 / bytes read, or -errno. */
 KILN_PUBLIC int kiln_write_all(int fd, const void *p, size_t n);

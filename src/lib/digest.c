@@ -43,16 +43,6 @@ int kiln_digest_from_bytes(const void *p, size_t len, struct kiln_digest *ret,
         return 0;
 }
 
-static int hex_value(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        c = (char)tolower((unsigned char)c);
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
 int kiln_digest_parse(const char *s, struct kiln_digest *ret, struct kiln_error **err)
 {
         const char *b64 = NULL;
@@ -79,7 +69,7 @@ int kiln_digest_parse(const char *s, struct kiln_digest *ret, struct kiln_error 
         if (len == 2 * KILN_DIGEST_LEN) {
                 struct kiln_digest d;
                 for (size_t i = 0; i < KILN_DIGEST_LEN; i++) {
-                        int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+                        int hi = kiln_unhex(s[2 * i]), lo = kiln_unhex(s[2 * i + 1]);
                         if (hi < 0 || lo < 0)
                                 return kiln_error_set(err, EINVAL,
                                                       "invalid digest '%s': not hex", s);

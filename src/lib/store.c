@@ -430,7 +430,8 @@ int kiln_directory_stream_bfs(struct kiln_directory_service *s, const struct kil
         return 0;
 }
 
-/* The generic putter: validate the whole closure, then put() leaves to root. */
+/* The generic putter: validate the whole closure, then store it in one go
+ * (put_closure) or put() it leaves to root. */
 struct simple_putter {
         struct kiln_directory_putter base;
         struct kiln_directory_service *svc;
@@ -454,6 +455,15 @@ static int simple_putter_close(struct kiln_directory_putter *p, struct kiln_dige
                 return r;
         const struct kiln_directory **dirs;
         const struct kiln_digest *digests;
+        const struct kiln_directory_service_ops *ops = sp->svc->ops;
+        if (ops->put_closure) {
+                size_t n = kiln_closure_drain(sp->closure, ops->put_closure_order, &dirs, &digests);
+                r = ops->put_closure(sp->svc, dirs, digests, n, err);
+                if (r < 0)
+                        return r;
+                *ret_root = root;
+                return 0;
+        }
         size_t n = kiln_closure_drain(sp->closure, KILN_CLOSURE_LEAVES_TO_ROOT, &dirs, &digests);
         for (size_t i = 0; i < n; i++) {
                 struct kiln_digest got;

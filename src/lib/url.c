@@ -5,16 +5,6 @@
 
 #include <kiln/url.h>
 
-static int unhex(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        c = (char)tolower((unsigned char)c);
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
 /* Percent-decodes [p, p+n) into a heap string; NULL on a bad escape. */
 static char *pct_decode(const char *p, size_t n)
 {
@@ -24,8 +14,8 @@ static char *pct_decode(const char *p, size_t n)
                         *o++ = p[i];
                         continue;
                 }
-                int hi = i + 1 < n ? unhex(p[i + 1]) : -1;
-                int lo = i + 2 < n ? unhex(p[i + 2]) : -1;
+                int hi = i + 1 < n ? kiln_unhex(p[i + 1]) : -1;
+                int lo = i + 2 < n ? kiln_unhex(p[i + 2]) : -1;
                 if (hi < 0 || lo < 0) {
                         free(out);
                         return NULL;

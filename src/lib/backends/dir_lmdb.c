@@ -410,60 +410,12 @@ static int lmdb_dir_put(struct kiln_directory_service *s, const struct kiln_dire
         return 0;
 }
 
-struct lmdb_putter {
-        struct kiln_directory_putter base;
-        struct lmdb_dir_service *svc;
-        struct kiln_closure *closure;
-};
-
-static int lmdb_putter_put(struct kiln_directory_putter *p, const struct kiln_directory *dir,
-                           struct kiln_error **err)
+static int lmdb_dir_put_closure(struct kiln_directory_service *s,
+                                const struct kiln_directory **dirs,
+                                const struct kiln_digest *digests, size_t n,
+                                struct kiln_error **err)
 {
-        struct lmdb_putter *lp = (struct lmdb_putter *)p;
-        return kiln_closure_add(lp->closure, dir, NULL, err);
-}
-
-static int lmdb_putter_close(struct kiln_directory_putter *p, struct kiln_digest *ret_root,
-                             struct kiln_error **err)
-{
-        struct lmdb_putter *lp = (struct lmdb_putter *)p;
-        struct kiln_digest root;
-        int r = kiln_closure_finish(lp->closure, &root, err);
-        if (r < 0)
-                return r;
-        const struct kiln_directory **dirs;
-        const struct kiln_digest *digests;
-        size_t n = kiln_closure_drain(lp->closure, KILN_CLOSURE_LEAVES_TO_ROOT, &dirs, &digests);
-        r = lmdb_write(lp->svc, dirs, digests, n, err);
-        if (r < 0)
-                return r;
-        *ret_root = root;
-        return 0;
-}
-
-static void lmdb_putter_free(struct kiln_directory_putter *p)
-{
-        struct lmdb_putter *lp = (struct lmdb_putter *)p;
-        kiln_closure_free(lp->closure);
-        free(lp);
-}
-
-static const struct kiln_directory_putter_ops lmdb_putter_ops = {
-    .put = lmdb_putter_put,
-    .close = lmdb_putter_close,
-    .free = lmdb_putter_free,
-};
-
-static int lmdb_dir_put_multiple_start(struct kiln_directory_service *s,
-                                       struct kiln_directory_putter **ret, struct kiln_error **err)
-{
-        (void)err;
-        struct lmdb_putter *lp = kiln_calloc(1, sizeof(*lp));
-        lp->base.ops = &lmdb_putter_ops;
-        lp->svc = (struct lmdb_dir_service *)s;
-        lp->closure = kiln_closure_new(KILN_CLOSURE_LEAVES_TO_ROOT, NULL);
-        *ret = &lp->base;
-        return 0;
+        return lmdb_write((struct lmdb_dir_service *)s, dirs, digests, n, err);
 }
 
 static void lmdb_dir_free(struct kiln_directory_service *s)
@@ -479,7 +431,8 @@ static const struct kiln_directory_service_ops lmdb_dir_ops = {
     .name = "lmdb",
     .get = lmdb_dir_get,
     .put = lmdb_dir_put,
-    .put_multiple_start = lmdb_dir_put_multiple_start,
+    .put_closure = lmdb_dir_put_closure,
+    .put_closure_order = KILN_CLOSURE_LEAVES_TO_ROOT,
     .free = lmdb_dir_free,
 };
 

@@ -537,60 +537,13 @@ static int os_dir_put(struct kiln_directory_service *s, const struct kiln_direct
         return 0;
 }
 
-struct os_putter {
-        struct kiln_directory_putter base;
-        struct os_dir_service *svc;
-        struct kiln_closure *closure;
-};
-
-static int os_putter_put(struct kiln_directory_putter *p, const struct kiln_directory *dir,
-                         struct kiln_error **err)
+/* The object holds the closure root first, breadth-first (SPEC §4.6). */
+static int os_dir_put_closure(struct kiln_directory_service *s,
+                              const struct kiln_directory **dirs,
+                              const struct kiln_digest *digests, size_t n,
+                              struct kiln_error **err)
 {
-        struct os_putter *op = (struct os_putter *)p;
-        return kiln_closure_add(op->closure, dir, NULL, err);
-}
-
-static int os_putter_close(struct kiln_directory_putter *p, struct kiln_digest *ret_root,
-                           struct kiln_error **err)
-{
-        struct os_putter *op = (struct os_putter *)p;
-        struct kiln_digest root;
-        int r = kiln_closure_finish(op->closure, &root, err);
-        if (r < 0)
-                return r;
-        const struct kiln_directory **dirs;
-        const struct kiln_digest *digests;
-        size_t n = kiln_closure_drain(op->closure, KILN_CLOSURE_ROOT_TO_LEAVES, &dirs, &digests);
-        r = os_write_closure(op->svc, dirs, digests, n, err);
-        if (r < 0)
-                return r;
-        *ret_root = root;
-        return 0;
-}
-
-static void os_putter_free(struct kiln_directory_putter *p)
-{
-        struct os_putter *op = (struct os_putter *)p;
-        kiln_closure_free(op->closure);
-        free(op);
-}
-
-static const struct kiln_directory_putter_ops os_putter_ops = {
-    .put = os_putter_put,
-    .close = os_putter_close,
-    .free = os_putter_free,
-};
-
-static int os_dir_put_multiple_start(struct kiln_directory_service *s,
-                                     struct kiln_directory_putter **ret, struct kiln_error **err)
-{
-        (void)err;
-        struct os_putter *op = kiln_calloc(1, sizeof(*op));
-        op->base.ops = &os_putter_ops;
-        op->svc = (struct os_dir_service *)s;
-        op->closure = kiln_closure_new(KILN_CLOSURE_LEAVES_TO_ROOT, NULL);
-        *ret = &op->base;
-        return 0;
+        return os_write_closure((struct os_dir_service *)s, dirs, digests, n, err);
 }
 
 static void os_dir_free(struct kiln_directory_service *s)
@@ -609,7 +562,8 @@ static const struct kiln_directory_service_ops os_dir_ops = {
     .get = os_dir_get,
     .put = os_dir_put,
     .get_recursive = os_dir_get_recursive,
-    .put_multiple_start = os_dir_put_multiple_start,
+    .put_closure = os_dir_put_closure,
+    .put_closure_order = KILN_CLOSURE_ROOT_TO_LEAVES,
     .free = os_dir_free,
 };
 
