@@ -8,10 +8,10 @@ PACKAGES="
 build-essential pkg-config meson ninja-build
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libfuse3-dev fuse3
-liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev libcap-dev
+liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev
 libcmocka-dev libsimde-dev
-python3-grpcio python3-protobuf protobuf-compiler-grpc
-runc crun busybox-static uidmap iproute2 util-linux
+python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
+runc crun busybox-static util-linux procps
 b3sum
 "
 BENCH_PACKAGES="hyperfine socat nix-bin"
