@@ -11,7 +11,7 @@ libfuse3-dev fuse3
 liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev
 libcmocka-dev libsimde-dev
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-runc crun busybox-static util-linux procps
+runc crun busybox-static util-linux procps haproxy openssl
 b3sum
 "
 BENCH_PACKAGES="hyperfine socat nix-bin"

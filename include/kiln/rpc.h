@@ -26,6 +26,11 @@
  * unix sockets where the defaults make streaming latency-bound. */
 KILN_PUBLIC const grpc_channel_args *kiln_rpc_channel_args(void);
 
+/* Calls grpc_init(), the first time routing gRPC's own log lines: they are
+ * dropped (kiln reports every failure itself, in one line) unless KILN_LOG
+ * is "debug" or GRPC_VERBOSITY asks for them. Pair with grpc_shutdown(). */
+KILN_PUBLIC void kiln_rpc_init(void);
+
 /* errno → status: ENOENT NOT_FOUND, EINVAL INVALID_ARGUMENT, EBADMSG
  * DATA_LOSS, EEXIST ALREADY_EXISTS, ENOTSUP UNIMPLEMENTED, ENOSPC
  * RESOURCE_EXHAUSTED, ETIMEDOUT DEADLINE_EXCEEDED, ECANCELED CANCELLED,

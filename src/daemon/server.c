@@ -92,7 +92,7 @@ int kiln_server_new(const struct kiln_server_config *cfg, struct kiln_server **r
                 s->cfg.grace_ms = DEFAULT_GRACE_MS;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->idle, NULL);
-        grpc_init();
+        kiln_rpc_init();
         /* kiln's shared arguments, and: gRPC sets SO_REUSEPORT by default,
          * which would let a second daemon bind the same TCP port and
          * silently share it. */

@@ -98,7 +98,7 @@ int rpc_channel_open(const struct kiln_url *u, const char *url, struct rpc_chann
         if (ch) {
                 ch->refs++;
         } else {
-                grpc_init();
+                kiln_rpc_init();
                 ch = kiln_calloc(1, sizeof(*ch));
                 ch->key = TAKE_PTR(key);
                 ch->url = kiln_strdup(url);

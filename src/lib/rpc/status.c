@@ -2,6 +2,11 @@
  * the daemon (errors → status) and by the clients (status → errors). */
 #include <stdio.h>
 
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <grpc/support/log.h>
+
 #include <kiln/rpc.h>
 
 static const struct {
@@ -69,4 +74,24 @@ const char *kiln_rpc_status_name(grpc_status_code status)
         if ((unsigned)status < KILN_ARRAY_SIZE(names) && names[status])
                 return names[status];
         return "STATUS_UNKNOWN_VALUE";
+}
+
+static void quiet_log(gpr_log_func_args *args)
+{
+        (void)args;
+}
+
+static void setup_logging(void)
+{
+        const char *l = getenv("KILN_LOG");
+        if ((l && !strcmp(l, "debug")) || getenv("GRPC_VERBOSITY"))
+                return;
+        gpr_set_log_function(quiet_log);
+}
+
+void kiln_rpc_init(void)
+{
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, setup_logging);
+        grpc_init();
 }
