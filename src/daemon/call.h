@@ -61,6 +61,11 @@ int srv_send(struct srv_call *c, grpc_byte_buffer *bb);
  * call failed (client cancelled or disconnected). */
 void srv_recv_start(struct srv_call *c);
 int srv_recv_wait(struct srv_call *c, grpc_byte_buffer **ret);
+/* The next message of a client stream, copied into *msg, while receiving
+ * of the one after starts (so it arrives as this one is processed): 1, 0 at
+ * the end of the stream, or -1 when the upload was interrupted, in which
+ * case the call has been finished with CANCELLED. */
+int srv_recv_next(struct srv_call *c, struct kiln_buf *msg);
 /* Copies the request payload into b; -1 when there was none. */
 int srv_payload(struct srv_call *c, struct kiln_buf *b);
 

@@ -163,19 +163,13 @@ void svc_blob_put(struct srv_call *c)
         if (r < 0)
                 return srv_fail(c, err);
         _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
-        srv_recv_start(c);
         for (;;) {
-                grpc_byte_buffer *bb = NULL;
-                r = srv_recv_wait(c, &bb);
+                /* The next message arrives while this one is written. */
+                r = srv_recv_next(c, &msg);
                 if (r < 0)
-                        return srv_finish(c, GRPC_STATUS_CANCELLED,
-                                          "upload interrupted: nothing stored", NULL);
+                        return;
                 if (r == 0)
                         break;
-                /* Receive the next message while this one is written. */
-                srv_recv_start(c);
-                kiln_rpc_bb_read(bb, &msg);
-                grpc_byte_buffer_destroy(bb);
                 const uint8_t *data;
                 size_t len;
                 r = kiln_rpc_blob_chunk_decode(msg.data, msg.len, &data, &len, &err);

@@ -83,18 +83,12 @@ void svc_directory_put(struct srv_call *c)
                 return srv_fail(c, err);
         _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
         size_t n = 0;
-        srv_recv_start(c);
         for (;;) {
-                grpc_byte_buffer *bb = NULL;
-                r = srv_recv_wait(c, &bb);
+                r = srv_recv_next(c, &msg);
                 if (r < 0)
-                        return srv_finish(c, GRPC_STATUS_CANCELLED,
-                                          "upload interrupted: nothing stored", NULL);
+                        return;
                 if (r == 0)
                         break;
-                srv_recv_start(c);
-                kiln_rpc_bb_read(bb, &msg);
-                grpc_byte_buffer_destroy(bb);
                 struct kiln_directory dir = KILN_DIRECTORY_INIT;
                 r = kiln_directory_decode(msg.data, msg.len, &dir, &err);
                 if (r < 0) /* whatever the code (e.g. EOVERFLOW): the client's mistake */
