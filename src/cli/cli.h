@@ -56,6 +56,11 @@ enum {
         CLI_BLOBS = 1 << 0,
         CLI_DIRS = 1 << 1,
 };
+/* Parses the options of a verb that takes only --help and the store
+ * options. Returns -1 to go on (operands from optind), else the exit status
+ * (0 after --help, 2 for a bad option). */
+int cli_parse_store_options(const char *verb, const char *usage, int argc, char **argv,
+                            struct cli_stores *s);
 /* Opens the configured stores named by `which` (option, else environment,
  * else the default embedded store). Prints the error and returns 1 on
  * failure, else 0. */

@@ -32,22 +32,10 @@ static int cat_one(struct kiln_blob_service *blobs, const char *arg, uint8_t *bu
 
 int cmd_cat(int argc, char **argv)
 {
-        static const struct option opts[] = {
-                {"help", no_argument, NULL, 'h'},
-                CLI_STORE_OPTIONS,
-                {},
-        };
         struct cli_stores stores = {0};
-        int c;
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                if (cli_stores_option(&stores, c, optarg))
-                        continue;
-                if (c == 'h') {
-                        fputs(usage, stdout);
-                        return 0;
-                }
-                return cli_usage_error("cat", "invalid option");
-        }
+        int status = cli_parse_store_options("cat", usage, argc, argv, &stores);
+        if (status >= 0)
+                return status;
         if (optind >= argc)
                 return cli_usage_error("cat", "no DIGEST given");
         if (cli_stores_open(&stores, CLI_BLOBS))
@@ -55,7 +43,7 @@ int cmd_cat(int argc, char **argv)
         size_t size = 1024 * 1024;
         _cleanup_free_ uint8_t *buf = kiln_malloc(size);
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
-        int status = 0;
+        status = 0;
         for (int i = optind; i < argc; i++)
                 if (cat_one(stores.blobs, argv[i], buf, size, &err) < 0) {
                         status = cli_fail(err);

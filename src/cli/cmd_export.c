@@ -13,22 +13,10 @@ static const char usage[] =
 
 int cmd_export(int argc, char **argv)
 {
-        static const struct option opts[] = {
-                {"help", no_argument, NULL, 'h'},
-                CLI_STORE_OPTIONS,
-                {},
-        };
         struct cli_stores stores = {0};
-        int c;
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                if (cli_stores_option(&stores, c, optarg))
-                        continue;
-                if (c == 'h') {
-                        fputs(usage, stdout);
-                        return 0;
-                }
-                return cli_usage_error("export", "invalid option");
-        }
+        int status = cli_parse_store_options("export", usage, argc, argv, &stores);
+        if (status >= 0)
+                return status;
         if (argc - optind != 2)
                 return cli_usage_error("export", "expected NODE and DEST");
 
@@ -36,7 +24,7 @@ int cmd_export(int argc, char **argv)
         struct kiln_node node;
         if (kiln_node_parse_arg(argv[optind], &node, &err) < 0)
                 return cli_fail(err);
-        int status = cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS);
+        status = cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS);
         if (status == 0 && kiln_export_node(stores.blobs, stores.dirs, &node, AT_FDCWD,
                                             argv[optind + 1], &err) < 0)
                 status = cli_fail(err);

@@ -18,6 +18,27 @@ bool cli_stores_option(struct cli_stores *s, int opt, const char *arg)
         return false;
 }
 
+int cli_parse_store_options(const char *verb, const char *usage, int argc, char **argv,
+                            struct cli_stores *s)
+{
+        static const struct option opts[] = {
+                {"help", no_argument, NULL, 'h'},
+                CLI_STORE_OPTIONS,
+                {},
+        };
+        int c;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                if (cli_stores_option(s, c, optarg))
+                        continue;
+                if (c == 'h') {
+                        fputs(usage, stdout);
+                        return 0;
+                }
+                return cli_usage_error(verb, "invalid option");
+        }
+        return -1;
+}
+
 static char *pick(const char *opt, const char *env, char *(*fallback)(void))
 {
         if (opt)

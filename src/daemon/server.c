@@ -199,6 +199,19 @@ static struct timespec deadline_in(unsigned ms)
         return t;
 }
 
+/* Refuses a call that never reached a handler, and frees it. */
+static void refuse(struct pending *p, grpc_status_code status, const char *msg)
+{
+        if (p->call->call) {
+                grpc_call_cancel_with_status(p->call->call, status, msg, NULL);
+                p->call->finished = true;
+                p->call->status = status;
+                p->call->close_done = true;
+        }
+        srv_call_free(p->call);
+        free(p);
+}
+
 /* Hands a call to a new thread, waiting for a free slot first. */
 static void dispatch(struct kiln_server *s, struct pending *p)
 {
@@ -209,13 +222,7 @@ static void dispatch(struct kiln_server *s, struct pending *p)
         }
         if (s->active >= s->cfg.max_calls) { /* stopping */
                 pthread_mutex_unlock(&s->lock);
-                grpc_call_cancel_with_status(p->call->call, GRPC_STATUS_UNAVAILABLE,
-                                             "server shutting down", NULL);
-                p->call->finished = true;
-                p->call->status = GRPC_STATUS_UNAVAILABLE;
-                p->call->close_done = true;
-                srv_call_free(p->call);
-                free(p);
+                refuse(p, GRPC_STATUS_UNAVAILABLE, "server shutting down");
                 return;
         }
         s->active++;
@@ -232,27 +239,13 @@ static void dispatch(struct kiln_server *s, struct pending *p)
                 pthread_mutex_lock(&s->lock);
                 s->active--;
                 pthread_mutex_unlock(&s->lock);
-                grpc_call_cancel_with_status(p->call->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                                             "cannot start a call thread", NULL);
-                p->call->finished = true;
-                p->call->status = GRPC_STATUS_RESOURCE_EXHAUSTED;
-                p->call->close_done = true;
-                srv_call_free(p->call);
-                free(p);
+                refuse(p, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a call thread");
         }
 }
 
 static void drop(struct pending *p)
 {
-        if (p->call->call) {
-                grpc_call_cancel_with_status(p->call->call, GRPC_STATUS_UNAVAILABLE,
-                                             "server shutting down", NULL);
-                p->call->finished = true;
-                p->call->status = GRPC_STATUS_UNAVAILABLE;
-                p->call->close_done = true;
-        }
-        srv_call_free(p->call);
-        free(p);
+        refuse(p, GRPC_STATUS_UNAVAILABLE, "server shutting down");
 }
 
 void kiln_server_run(struct kiln_server *s)
