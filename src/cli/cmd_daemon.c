@@ -1,17 +1,20 @@
 /* kiln daemon: serves the blob, directory and build services over gRPC
  * (see src/daemon/server.h for the design). */
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <kiln/buildsvc.h>
+#include <kiln/fsutil.h>
 
 #include "cli.h"
 #include "server.h"
 
-/* Loopback only by default: the services have no authentication. Upstream's
- * tvix-build listens on [::]:8000; pass that explicitly to expose them.
- * "localhost" binds both 127.0.0.1 and ::1 where available, so upstream
- * clients' default grpc+http://[::1]:8000 reaches it too. */
-#define DEFAULT_LISTEN "localhost:8000"
+/* A unix socket only the daemon's user may use by default: the services have
+ * no authentication, and a TCP port on loopback is reachable from every
+ * local process, builds with network access included. Upstream's tvix-build
+ * listens on [::]:8000; TCP is an explicit -l (e.g. localhost:8000, which
+ * binds both 127.0.0.1 and ::1, where upstream clients look). */
+#define DEFAULT_SOCKET "kiln.sock"
 
 static const char usage[] =
         "usage: kiln daemon [options]\n"
@@ -20,13 +23,24 @@ static const char usage[] =
         "  -l, --listen-address ADDR     host:port, [v6]:port, a unix socket path starting\n"
         "                                with '/' or '.', @abstract-name, or sd-listen for\n"
         "                                sockets passed by systemd; may be repeated\n"
-        "                                (default " DEFAULT_LISTEN ": loopback only)\n" CLI_STORE_USAGE
+        "                                (default: $KILN_HOME/" DEFAULT_SOCKET ", mode 0600;\n"
+        "                                TCP only when asked for)\n" CLI_STORE_USAGE
         "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
         "                                the OCI runner oci://$KILN_HOME/bundles)\n"
         "  --max-calls N                 calls served at once (default 256)\n\n"
         "Prints \"listening on ADDR\" once ready. Set KILN_LOG=debug to log every call.\n";
 
 static struct kiln_server *running;
+
+static int default_listen(char **ret, struct kiln_error **err)
+{
+        _cleanup_free_ char *home = kiln_home();
+        int r = kiln_mkdir_p(home, 0711);
+        if (r < 0)
+                return kiln_error_errno(err, -r, "create %s", home);
+        *ret = kiln_asprintf("%s/" DEFAULT_SOCKET, home);
+        return 0;
+}
 
 static void on_signal(int sig)
 {
@@ -86,6 +100,7 @@ int cmd_daemon(int argc, char **argv)
         struct kiln_build_service *builds = NULL;
         int status = 1;
         struct kiln_server *srv = NULL;
+        _cleanup_free_ char *default_socket = NULL;
         if (cli_build_service_open(&stores, build_url, &builds))
                 goto out;
         struct kiln_server_config cfg = {
@@ -99,9 +114,13 @@ int cmd_daemon(int argc, char **argv)
                 goto out;
         }
         struct kiln_buf line = KILN_BUF_INIT;
+        if (!n_listen && default_listen(&default_socket, &err) < 0) {
+                cli_fail(err);
+                goto out;
+        }
         for (size_t i = 0; i < (n_listen ? n_listen : 1); i++) {
                 _cleanup_free_ char *desc = NULL;
-                if (kiln_server_listen(srv, n_listen ? listen[i] : DEFAULT_LISTEN, &desc, &err) <
+                if (kiln_server_listen(srv, n_listen ? listen[i] : default_socket, &desc, &err) <
                     0) {
                         kiln_buf_done(&line);
                         cli_fail(err);
@@ -110,6 +129,13 @@ int cmd_daemon(int argc, char **argv)
                 if (i)
                         kiln_buf_append(&line, ", ", 2);
                 kiln_buf_append(&line, desc, strlen(desc));
+        }
+        /* Created with the umask's mode, which gives no other user write
+         * access, so nobody connected before this narrows it further. */
+        if (default_socket && chmod(default_socket, 0600) < 0) {
+                kiln_buf_done(&line);
+                cli_failf("chmod %s: %s", default_socket, strerror(errno));
+                goto out;
         }
         kiln_buf_append_byte(&line, 0);
 

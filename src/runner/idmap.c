@@ -1,8 +1,11 @@
-/* uid/gid mappings for the build's user namespace (SPEC §10.6, the Snix
- * rule): container root is the running user, the build user (container uid
- * 1000, gid 100) is the first subordinate id of the running user, or a
- * configurable fallback when /etc/subuid or /etc/subgid has no entry (a
- * fresh Debian machine has none for root). */
+/* uid/gid mappings for the build's user namespace. kiln departs from SPEC
+ * §10.6 (which maps container root to the running user, i.e. host root for
+ * the daemon): container root and the build user (uid 1000, gid 100) both
+ * map to ids of the running user's subordinate range, two per build slot,
+ * so a build that gains container root still owns nothing on the host.
+ * The range comes from /etc/subuid and /etc/subgid (the Snix lookup rule),
+ * or a configurable fallback when they have no entry (a fresh Debian
+ * machine has none for root). */
 #include <ctype.h>
 #include <grp.h>
 #include <pwd.h>
@@ -33,8 +36,8 @@ static bool parse_u32(const char *s, uint32_t *ret)
         return true;
 }
 
-int runner_subid_lookup(const char *file, uid_t uid, const char *name, uint32_t *ret,
-                        struct kiln_error **err)
+int runner_subid_lookup(const char *file, uid_t uid, const char *name, uint32_t *ret_start,
+                        uint32_t *ret_count, struct kiln_error **err)
 {
         FILE *f = fopen(file, "re");
         if (!f) {
@@ -62,12 +65,35 @@ int runner_subid_lookup(const char *file, uid_t uid, const char *name, uint32_t 
                 }
                 if (count == 0)
                         continue;
-                *ret = start;
+                *ret_start = start;
+                *ret_count = count;
                 r = 1;
                 break;
         }
         fclose(f);
         return r;
+}
+
+/* The ids a slot needs from each range: container root and the build user. */
+#define IDS_PER_SLOT 2
+
+static int check_range(const char *what, uint32_t start, uint32_t count, uint32_t own,
+                       unsigned concurrency, struct kiln_error **err)
+{
+        uint64_t need = (uint64_t)IDS_PER_SLOT * concurrency;
+        if (count < need)
+                return kiln_error_set(err, EINVAL,
+                                      "the subordinate %s range %u+%u is too small for %u build "
+                                      "slots (%llu ids needed)",
+                                      what, (unsigned)start, (unsigned)count, concurrency,
+                                      (unsigned long long)need);
+        if (start == 0 || (uint64_t)start + need > (uint64_t)UINT32_MAX ||
+            (own >= start && (uint64_t)own < (uint64_t)start + need))
+                return kiln_error_set(err, EINVAL,
+                                      "the subordinate %s range %u+%llu holds a privileged id or "
+                                      "the running user's; set subid= in the build service URL",
+                                      what, (unsigned)start, (unsigned long long)need);
+        return 0;
 }
 
 int runner_idmaps_init(struct runner_config *cfg, struct kiln_error **err)
@@ -77,21 +103,31 @@ int runner_idmaps_init(struct runner_config *cfg, struct kiln_error **err)
         struct passwd *pw = getpwuid(uid);
         if (!pw)
                 return kiln_error_set(err, ENOENT, "no passwd entry for uid %u", (unsigned)uid);
-        uint32_t subuid = cfg->fallback_subid, subgid = cfg->fallback_subid;
-        int r = runner_subid_lookup("/etc/subuid", uid, pw->pw_name, &subuid, err);
+        cfg->subuid = cfg->subgid = cfg->fallback_subid;
+        cfg->subuid_count = cfg->subgid_count = 65536;
+        int r = runner_subid_lookup("/etc/subuid", uid, pw->pw_name, &cfg->subuid,
+                                    &cfg->subuid_count, err);
         if (r < 0)
                 return r;
-        r = runner_subid_lookup("/etc/subgid", uid, pw->pw_name, &subgid, err);
+        r = runner_subid_lookup("/etc/subgid", uid, pw->pw_name, &cfg->subgid,
+                                &cfg->subgid_count, err);
         if (r < 0)
                 return r;
-        cfg->uid_map[0] = (struct idmap){0, (uint32_t)uid, 1};
-        cfg->uid_map[1] = (struct idmap){1000, subuid, 1};
-        cfg->gid_map[0] = (struct idmap){0, (uint32_t)gid, 1};
-        cfg->gid_map[1] = (struct idmap){100, subgid, 1};
-        if (subuid == (uint32_t)uid || subgid == (uint32_t)gid)
-                return kiln_error_set(err, EINVAL,
-                                      "the build user's host id %u equals the running user's; "
-                                      "set subid= in the oci:// URL",
-                                      (unsigned)subuid);
-        return 0;
+        r = check_range("uid", cfg->subuid, cfg->subuid_count, (uint32_t)uid, cfg->concurrency,
+                        err);
+        if (r < 0)
+                return r;
+        return check_range("gid", cfg->subgid, cfg->subgid_count, (uint32_t)gid,
+                           cfg->concurrency, err);
+}
+
+void runner_slot_ids(const struct runner_config *cfg, unsigned slot, struct runner_ids *ret)
+{
+        uint32_t off = IDS_PER_SLOT * slot;
+        *ret = (struct runner_ids){
+                .root_uid = cfg->subuid + off,
+                .root_gid = cfg->subgid + off,
+                .build_uid = cfg->subuid + off + 1,
+                .build_gid = cfg->subgid + off + 1,
+        };
 }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,6 +35,8 @@
 #endif
 
 #define LOG_TAIL_LINES 20
+/* Default cap of a build's stdout + stderr. */
+#define DEFAULT_MAX_LOG (64ULL << 20)
 
 struct waiter {
         struct waiter *next;
@@ -106,6 +109,11 @@ static void discard_bundle(struct oci_service *s, const char *dir, const char *i
 
 /* --- constraints --- */
 
+static int cmp_strp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int check_constraints(struct oci_service *s, const struct kiln_build_request *r,
                              struct kiln_error **err)
 {
@@ -125,6 +133,14 @@ static int check_constraints(struct oci_service *s, const struct kiln_build_requ
                                       (unsigned long long)c->min_memory,
                                       (unsigned long long)s->mem_total);
         for (size_t i = 0; i < c->ro_paths.n; i++) {
+                /* Only what the operator allowed: a request must not name
+                 * host files for the build to read. */
+                if (!bsearch(&c->ro_paths.v[i], s->cfg.ro_paths.v, s->cfg.ro_paths.n,
+                             sizeof(char *), cmp_strp))
+                        return kiln_error_set(err, ENOEXEC,
+                                              "unmet constraint: available_ro_path %s is not "
+                                              "allowed by this build service (ro-paths)",
+                                              c->ro_paths.v[i]);
                 struct stat st;
                 if (stat(c->ro_paths.v[i], &st) < 0)
                         return kiln_error_set(err, ENOEXEC,
@@ -194,9 +210,11 @@ static int slot_acquire(struct oci_service *s, const struct kiln_build_call *cal
 }
 
 /* Builds of other processes sharing the bundle root (several `kiln run`)
- * count too: a slot is also an flock on one of `concurrency` files. */
+ * count too: a slot is also an flock on one of `concurrency` files, and its
+ * number chooses the build's host ids, so builds running at the same time
+ * never share a host uid. */
 static int file_slot_acquire(struct oci_service *s, const struct kiln_build_call *call,
-                             int *ret_fd, struct kiln_error **err)
+                             int *ret_fd, unsigned *ret_slot, struct kiln_error **err)
 {
         for (;;) {
                 for (unsigned i = 0; i < s->cfg.concurrency; i++) {
@@ -207,6 +225,7 @@ static int file_slot_acquire(struct oci_service *s, const struct kiln_build_call
                                 return kiln_error_errno(err, errno, "open %s", path);
                         if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
                                 *ret_fd = fd;
+                                *ret_slot = i;
                                 return 0;
                         }
                         int e = errno;
@@ -235,6 +254,7 @@ struct build {
         struct oci_service *svc;
         const struct kiln_build_request *req;
         const struct kiln_build_call *call;
+        struct runner_ids ids;
         char id[37];
         char *dir;     /* <bundle root>/<id> */
         int dir_fd;
@@ -242,7 +262,8 @@ struct build {
         struct kiln_fuse *fuse;
         struct runtime_run run;
         bool run_started;
-        int out_fd, err_fd;
+        int out_log, err_log; /* stdout.log, stderr.log in the bundle */
+        struct runner_watch watch;
 };
 
 static void progress(struct build *b, const char *phase)
@@ -287,7 +308,11 @@ static int write_etc(struct build *b, struct kiln_error **err)
                                     "nogroup:x:65534:\n";
         static const char hosts[] = "127.0.0.1 localhost\n"
                                     "::1 localhost\n";
-        if (mkdirat(b->dir_fd, "root", 0755) < 0 || mkdirat(b->dir_fd, "root/etc", 0755) < 0)
+        /* The runtime creates mount points in root/ as container root. */
+        if (mkdirat(b->dir_fd, "root", 0755) < 0 ||
+            fchownat(b->dir_fd, "root", b->ids.root_uid, b->ids.root_gid, 0) < 0 ||
+            mkdirat(b->dir_fd, "root/etc", 0755) < 0 ||
+            fchownat(b->dir_fd, "root/etc", b->ids.root_uid, b->ids.root_gid, 0) < 0)
                 return kiln_error_errno(err, errno, "create the root filesystem");
         _cleanup_close_ int etc = openat(b->dir_fd, "root/etc", O_RDONLY | O_DIRECTORY |
                                          O_CLOEXEC);
@@ -321,19 +346,74 @@ static int scratch_fd(struct build *b, const char *scratch_path)
         return open_beneath(b->dir_fd, rel, O_RDONLY | O_DIRECTORY);
 }
 
+/* The build's /dev: fresh nodes of the harmless devices (never the host's,
+ * so nothing done to them reaches the host), the mount points of pts and shm,
+ * and the usual symlinks. Mounted read-only; owned by host root, which is
+ * not mapped into the build. */
+static int make_dev(struct build *b, struct kiln_error **err)
+{
+        static const struct {
+                const char *name;
+                unsigned major, minor;
+        } nodes[] = {{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+                     {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+        static const struct {
+                const char *name, *target;
+        } links[] = {{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+                     {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+                     {"ptmx", "pts/ptmx"}};
+        if (mkdirat(b->dir_fd, "dev", 0755) < 0)
+                return kiln_error_errno(err, errno, "create dev");
+        _cleanup_close_ int dev = openat(b->dir_fd, "dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dev < 0)
+                return kiln_error_errno(err, errno, "open dev");
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(nodes); i++)
+                if (mknodat(dev, nodes[i].name, S_IFCHR | 0666,
+                            makedev(nodes[i].major, nodes[i].minor)) < 0 ||
+                    fchmodat(dev, nodes[i].name, 0666, 0) < 0)
+                        return kiln_error_errno(err, errno, "create dev/%s", nodes[i].name);
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(links); i++)
+                if (symlinkat(links[i].target, dev, links[i].name) < 0)
+                        return kiln_error_errno(err, errno, "create dev/%s", links[i].name);
+        /* runc gives a tmpfs the mode of the directory it covers */
+        if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0 ||
+            fchmodat(dev, "shm", 01777, 0) < 0)
+                return kiln_error_errno(err, errno, "create dev mount points");
+        return 0;
+}
+
+/* The scratch space: a tmpfs of scratch-size bytes (or, with scratch-size=0,
+ * the bundle's own filesystem bound onto itself), always nosuid and nodev on
+ * the host, so nothing a build leaves there is a setuid program or a device
+ * for a host user. It holds one directory per scratch path and the /tmp of
+ * the build, all owned by the build user. */
 static int make_scratch(struct build *b, struct kiln_error **err)
 {
         const struct runner_config *cfg = &b->svc->cfg;
         if (mkdirat(b->dir_fd, "scratch", 0755) < 0)
                 return kiln_error_errno(err, errno, "create scratch");
+        _cleanup_free_ char *where = kiln_asprintf("%s/scratch", b->dir);
+        int r;
         if (cfg->scratch_size) {
-                _cleanup_free_ char *where = kiln_asprintf("%s/scratch", b->dir);
                 _cleanup_free_ char *opts = kiln_asprintf("size=%llu,mode=0755",
                                                           (unsigned long long)cfg->scratch_size);
-                if (mount("kiln-scratch", where, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-                        return kiln_error_errno(err, errno, "mount scratch tmpfs");
-                b->scratch_mounted = true;
+                r = mount("kiln-scratch", where, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+        } else {
+                r = mount(where, where, NULL, MS_BIND, NULL);
+                if (r == 0) {
+                        b->scratch_mounted = true;
+                        r = mount(NULL, where, NULL,
+                                  MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL);
+                }
         }
+        if (r < 0)
+                return kiln_error_errno(err, errno, "mount scratch");
+        b->scratch_mounted = true;
+        if (mkdirat(b->dir_fd, "scratch/" RUNNER_SCRATCH_TMP, 01777) < 0 ||
+            fchownat(b->dir_fd, "scratch/" RUNNER_SCRATCH_TMP, b->ids.build_uid,
+                     b->ids.build_gid, 0) < 0 ||
+            fchmodat(b->dir_fd, "scratch/" RUNNER_SCRATCH_TMP, 01777, 0) < 0)
+                return kiln_error_errno(err, errno, "create scratch tmp");
         for (size_t i = 0; i < b->req->scratch_paths.n; i++) {
                 char name[57];
                 _cleanup_free_ char *rel = kiln_asprintf(
@@ -341,8 +421,7 @@ static int make_scratch(struct build *b, struct kiln_error **err)
                 /* sorted, so duplicates are adjacent */
                 if (mkdirat(b->dir_fd, rel, 0755) < 0 && errno != EEXIST)
                         return kiln_error_errno(err, errno, "create scratch directory");
-                if (fchownat(b->dir_fd, rel, cfg->uid_map[1].host_id, cfg->gid_map[1].host_id,
-                             0) < 0)
+                if (fchownat(b->dir_fd, rel, b->ids.build_uid, b->ids.build_gid, 0) < 0)
                         return kiln_error_errno(err, errno, "chown scratch directory");
         }
         return 0;
@@ -352,7 +431,6 @@ static int make_scratch(struct build *b, struct kiln_error **err)
  * the scratch path it lives under (SPEC §10.8). */
 static int write_additional_files(struct build *b, struct kiln_error **err)
 {
-        const struct runner_config *cfg = &b->svc->cfg;
         for (size_t i = 0; i < b->req->n_files; i++) {
                 const struct kiln_additional_file *f = &b->req->files[i];
                 const char *rest;
@@ -376,8 +454,8 @@ static int write_additional_files(struct build *b, struct kiln_error **err)
                                         char c = *p;
                                         *p = '\0';
                                         if (mkdirat(base, dirs, 0755) == 0)
-                                                (void)fchownat(base, dirs, cfg->uid_map[1].host_id,
-                                                               cfg->gid_map[1].host_id, 0);
+                                                (void)fchownat(base, dirs, b->ids.build_uid,
+                                                               b->ids.build_gid, 0);
                                         else if (errno != EEXIST)
                                                 return kiln_error_errno(err, errno,
                                                                         "additional file %s",
@@ -397,7 +475,7 @@ static int write_additional_files(struct build *b, struct kiln_error **err)
                 int r = write_file_at(parent, leaf, f->contents, f->len, 0644, err);
                 if (r < 0)
                         return kiln_error_prefix(err, r, "additional file %s", f->path);
-                (void)fchownat(parent, leaf, cfg->uid_map[1].host_id, cfg->gid_map[1].host_id,
+                (void)fchownat(parent, leaf, b->ids.build_uid, b->ids.build_gid,
                                AT_SYMLINK_NOFOLLOW);
         }
         return 0;
@@ -405,7 +483,7 @@ static int write_additional_files(struct build *b, struct kiln_error **err)
 
 static int write_config(struct build *b, struct kiln_error **err)
 {
-        json_t *spec = runner_spec(&b->svc->cfg, b->req);
+        json_t *spec = runner_spec(&b->svc->cfg, &b->ids, b->req);
         char *text = json_dumps(spec, JSON_INDENT(2));
         json_decref(spec);
         if (!text)
@@ -419,20 +497,28 @@ static int make_bundle(struct build *b, struct kiln_error **err)
 {
         const struct runner_config *cfg = &b->svc->cfg;
         b->dir = kiln_asprintf("%s/%s", cfg->bundle_root, b->id);
-        if (mkdir(b->dir, 0711) < 0)
+        /* 0700 and owned by the build's container root, who must reach
+         * root/, dev/ and scratch/ while the runtime sets the build up: no
+         * host user (but root) can enter it. */
+        if (mkdir(b->dir, 0700) < 0)
                 return kiln_error_errno(err, errno, "create %s", b->dir);
         b->dir_fd = open(b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (b->dir_fd < 0)
                 return kiln_error_errno(err, errno, "open %s", b->dir);
+        if (fchown(b->dir_fd, b->ids.root_uid, b->ids.root_gid) < 0)
+                return kiln_error_errno(err, errno, "chown %s", b->dir);
         int r;
-        if ((r = write_etc(b, err)) < 0 || (r = make_scratch(b, err)) < 0 ||
-            (r = write_additional_files(b, err)) < 0 || (r = write_config(b, err)) < 0)
+        if ((r = write_etc(b, err)) < 0 || (r = make_dev(b, err)) < 0 ||
+            (r = make_scratch(b, err)) < 0 || (r = write_additional_files(b, err)) < 0 ||
+            (r = write_config(b, err)) < 0)
                 return r;
         if (mkdirat(b->dir_fd, "inputs", 0755) < 0)
                 return kiln_error_errno(err, errno, "create inputs");
-        b->out_fd = openat(b->dir_fd, "stdout.log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        b->err_fd = openat(b->dir_fd, "stderr.log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (b->out_fd < 0 || b->err_fd < 0)
+        b->out_log = openat(b->dir_fd, "stdout.log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                            0600);
+        b->err_log = openat(b->dir_fd, "stderr.log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                            0600);
+        if (b->out_log < 0 || b->err_log < 0)
                 return kiln_error_errno(err, errno, "create the build log");
         return 0;
 }
@@ -452,40 +538,42 @@ static int mount_inputs(struct build *b, struct kiln_error **err)
                                where, &o, &b->fuse, err);
 }
 
-/* The last lines of a log file, for error messages. */
-static char *log_tail(int dirfd, const char *name)
+/* The last lines of the runtime's own log, for error messages. */
+static char *runtime_log_tail(int dirfd)
 {
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = openat(dirfd, "runtime.log", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return NULL;
         struct stat st;
         if (fstat(fd, &st) < 0 || st.st_size == 0)
                 return NULL;
-        size_t want = (size_t)KILN_MIN(st.st_size, (off_t)4096);
-        char *buf = kiln_malloc(want + 1);
-        ssize_t n = pread(fd, buf, want, st.st_size - (off_t)want);
-        if (n <= 0) {
-                free(buf);
+        struct runner_tail t = {.len = (size_t)KILN_MIN(st.st_size, (off_t)RUNNER_TAIL_SIZE)};
+        ssize_t n = pread(fd, t.buf, t.len, st.st_size - (off_t)t.len);
+        if (n <= 0)
                 return NULL;
-        }
-        buf[n] = '\0';
-        while (n > 0 && buf[n - 1] == '\n')
-                buf[--n] = '\0';
-        int lines = 0;
-        char *start = buf + n;
-        while (start > buf && lines < LOG_TAIL_LINES)
-                if (*--start == '\n' && ++lines == LOG_TAIL_LINES)
-                        start++;
-        char *tail = kiln_strdup(start);
-        free(buf);
-        return tail;
+        t.len = (size_t)n;
+        return runner_tail_text(&t, LOG_TAIL_LINES);
+}
+
+/* "; last lines of its stdout:\n…\nlast lines of its stderr:\n…", or
+ * " (no output)". */
+static char *output_tails(struct build *b)
+{
+        _cleanup_free_ char *out = runner_tail_text(&b->watch.out_tail, LOG_TAIL_LINES);
+        _cleanup_free_ char *errs = runner_tail_text(&b->watch.err_tail, LOG_TAIL_LINES);
+        if (!out && !errs)
+                return kiln_strdup(" (no output)");
+        return kiln_asprintf("%s%s%s%s", out ? "; last lines of its stdout:\n" : "",
+                             out ? out : "",
+                             errs ? (out ? "\nlast lines of its stderr:\n"
+                                         : "; last lines of its stderr:\n")
+                                  : "",
+                             errs ? errs : "");
 }
 
 static int build_failed(struct build *b, int status, struct kiln_error **err)
 {
-        _cleanup_free_ char *err_tail = log_tail(b->dir_fd, "stderr.log");
-        _cleanup_free_ char *out_tail = log_tail(b->dir_fd, "stdout.log");
-        _cleanup_free_ char *rt_tail = log_tail(b->dir_fd, "runtime.log");
+        _cleanup_free_ char *rt_tail = runtime_log_tail(b->dir_fd);
         char what[64];
         if (WIFSIGNALED(status))
                 snprintf(what, sizeof(what), "was killed by signal %d", WTERMSIG(status));
@@ -500,45 +588,76 @@ static int build_failed(struct build *b, int status, struct kiln_error **err)
         if (rt_tail && strstr(rt_tail, "\"level\":\"error\""))
                 return kiln_error_set(err, EIO, "runtime: %s %s: %s", b->svc->cfg.runtime, what,
                                       rt_tail);
-        if (!err_tail && !out_tail)
-                return kiln_error_set(err, EIO, "build command %s (no output)", what);
-        return kiln_error_set(err, EIO, "build command %s%s%s%s%s", what,
-                              out_tail ? "; last lines of its stdout:\n" : "",
-                              out_tail ? out_tail : "",
-                              err_tail ? (out_tail ? "\nlast lines of its stderr:\n"
-                                                   : "; last lines of its stderr:\n")
-                                       : "",
-                              err_tail ? err_tail : "");
+        _cleanup_free_ char *tails = output_tails(b);
+        return kiln_error_set(err, EIO, "build command %s%s", what, tails);
 }
 
-static double now(void)
+/* A limit ended the build: it is killed, and the message names the limit. */
+static int build_stopped(struct build *b, enum runner_stop why, struct kiln_error **err)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+        const struct runner_config *cfg = &b->svc->cfg;
+        runtime_kill(cfg, &b->run);
+        _cleanup_free_ char *tails = output_tails(b);
+        switch (why) {
+        case RUNNER_TIMEOUT:
+                return kiln_error_set(err, ETIMEDOUT,
+                                      "build timed out after %u seconds and was killed%s",
+                                      b->watch.timeout, tails);
+        case RUNNER_SILENT:
+                return kiln_error_set(err, ETIMEDOUT,
+                                      "build was silent for %u seconds and was killed "
+                                      "(max-silent-time)%s",
+                                      b->watch.max_silent, tails);
+        case RUNNER_LOG_FULL:
+                return kiln_error_set(err, EIO,
+                                      "build log exceeded %llu bytes and the build was killed "
+                                      "(max-log-size)%s",
+                                      (unsigned long long)b->watch.max_log, tails);
+        case RUNNER_CANCELLED:
+                return kiln_error_set(err, ECANCELED, "build cancelled and killed");
+        case RUNNER_EXITED:
+                break;
+        }
+        return kiln_error_set(err, EIO, "build stopped for an unknown reason");
 }
 
 static int run_container(struct build *b, struct kiln_error **err)
 {
         const struct runner_config *cfg = &b->svc->cfg;
-        int r = runtime_start(cfg, b->dir, b->id, b->out_fd, b->err_fd, &b->run, err);
+        int out[2] = {-1, -1}, errp[2] = {-1, -1};
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+                int e = errno;
+                if (out[0] >= 0) {
+                        close(out[0]);
+                        close(out[1]);
+                }
+                return kiln_error_errno(err, e, "pipe");
+        }
+        b->watch.out_fd = out[0];
+        b->watch.err_fd = errp[0];
+        int r = runtime_start(cfg, b->dir, b->id, out[1], errp[1], &b->run, err);
+        close(out[1]);
+        close(errp[1]);
         if (r < 0)
                 return r;
         b->run_started = true;
-        unsigned timeout = b->call->timeout ? b->call->timeout : cfg->timeout;
-        double deadline = timeout ? now() + timeout : 0;
-        int cancel_fd = b->call->cancel ? kiln_cancel_fd(b->call->cancel) : -1;
-        int status = runtime_wait(&b->run, cancel_fd, deadline, err);
-        if (status == -ETIMEDOUT || status == -ECANCELED) {
-                runtime_kill(cfg, &b->run);
-                if (status == -ETIMEDOUT)
-                        return kiln_error_set(err, ETIMEDOUT,
-                                              "build timed out after %u seconds and was killed",
-                                              timeout);
-                return kiln_error_set(err, ECANCELED, "build cancelled and killed");
-        }
-        if (status < 0)
-                return status;
+        b->watch.pidfd = b->run.pidfd;
+        b->watch.out_log = b->out_log;
+        b->watch.err_log = b->err_log;
+        b->watch.cancel_fd = b->call->cancel ? kiln_cancel_fd(b->call->cancel) : -1;
+        b->watch.timeout = b->call->timeout ? b->call->timeout : cfg->timeout;
+        b->watch.max_silent = cfg->max_silent;
+        b->watch.max_log = cfg->max_log;
+        r = runner_watch_run(&b->watch, err);
+        if (r < 0)
+                return r;
+        if (r != RUNNER_EXITED)
+                return build_stopped(b, (enum runner_stop)r, err);
+        int status;
+        while (waitpid(b->run.pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return kiln_error_errno(err, errno, "waitpid");
+        b->run.pid = 0;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 return build_failed(b, status, err);
         return 0;
@@ -622,10 +741,14 @@ static void build_cleanup(struct build *b, bool failed)
         }
         kiln_fuse_free(b->fuse);
         b->fuse = NULL;
-        if (b->out_fd >= 0)
-                close(b->out_fd);
-        if (b->err_fd >= 0)
-                close(b->err_fd);
+        if (b->out_log >= 0)
+                close(b->out_log);
+        if (b->err_log >= 0)
+                close(b->err_log);
+        if (b->watch.out_fd >= 0)
+                close(b->watch.out_fd);
+        if (b->watch.err_fd >= 0)
+                close(b->watch.err_fd);
         if (b->dir_fd >= 0)
                 close(b->dir_fd);
         if (b->dir && !(failed && cfg->keep_failed)) {
@@ -657,14 +780,17 @@ static int oci_build(struct kiln_build_service *base, const struct kiln_build_re
         if (r < 0)
                 return r;
         int slot_fd = -1;
-        r = file_slot_acquire(s, call, &slot_fd, err);
+        unsigned slot = 0;
+        r = file_slot_acquire(s, call, &slot_fd, &slot, err);
         if (r < 0) {
                 slot_release(s);
                 return r;
         }
 
-        struct build b = {.svc = s, .req = req, .call = call, .dir_fd = -1, .out_fd = -1,
-                          .err_fd = -1, .run = {.pidfd = -1}};
+        struct build b = {.svc = s, .req = req, .call = call, .dir_fd = -1, .out_log = -1,
+                          .err_log = -1, .run = {.pidfd = -1},
+                          .watch = {.pidfd = -1, .out_fd = -1, .err_fd = -1, .cancel_fd = -1}};
+        runner_slot_ids(&s->cfg, slot, &b.ids);
         make_uuid(b.id);
         struct kiln_build result = {0};
         progress(&b, "bundle");
@@ -721,6 +847,7 @@ static void oci_free(struct kiln_build_service *base)
         free(s->cfg.runtime);
         free(s->cfg.sandbox_shell);
         free(s->cfg.state_dir);
+        kiln_strv_done(&s->cfg.ro_paths);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);
         free(s);
@@ -760,6 +887,127 @@ static void host_systems(struct oci_service *s)
                 s->mem_total = (uint64_t)si.totalram * si.mem_unit;
 }
 
+/* ro-paths=/a,/b: absolute clean paths, kept sorted for lookups. */
+static int parse_ro_paths(const char *url, const char *v, struct kiln_strv *ret,
+                          struct kiln_error **err)
+{
+        _cleanup_free_ char *copy = kiln_strdup(v);
+        char *save = NULL;
+        for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+                if (!kiln_path_is_clean_absolute(p) || !strcmp(p, "/"))
+                        return kiln_error_set(err, EINVAL,
+                                              "invalid build service URL '%s': ro-paths entry "
+                                              "'%s' is not a clean absolute path",
+                                              url, p);
+                kiln_strv_push(ret, p);
+        }
+        qsort(ret->v, ret->n, sizeof(char *), cmp_strp);
+        return 0;
+}
+
+/* The numeric options of the URL, with their bounds and where they go. */
+static int parse_options(struct runner_config *cfg, const struct kiln_url *u, const char *url,
+                         struct kiln_error **err)
+{
+        uint64_t concurrency = cfg->concurrency, timeout = 0, silent = 0, keep = 0,
+                 subid = cfg->fallback_subid;
+        const struct {
+                const char *key;
+                uint64_t min, max, *dst;
+        } nums[] = {
+                {"concurrency", 1, 1024, &concurrency},
+                {"timeout", 0, 7 * 24 * 3600, &timeout},
+                {"max-silent-time", 0, 7 * 24 * 3600, &silent},
+                {"max-log-size", 0, UINT64_MAX, &cfg->max_log},
+                {"keep-failed", 0, 1, &keep},
+                {"subid", 1, UINT32_MAX - 1, &subid},
+                {"scratch-size", 0, UINT64_MAX, &cfg->scratch_size},
+        };
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(nums); i++) {
+                _cleanup_free_ char *v = kiln_url_query_get(u, nums[i].key);
+                if (!v)
+                        continue;
+                int r = parse_uint(url, nums[i].key, v, nums[i].max, nums[i].dst, err);
+                if (r < 0)
+                        return r;
+                if (*nums[i].dst < nums[i].min)
+                        return kiln_error_set(err, EINVAL,
+                                              "invalid build service URL '%s': %s must be at "
+                                              "least %llu",
+                                              url, nums[i].key, (unsigned long long)nums[i].min);
+        }
+        cfg->concurrency = (unsigned)concurrency;
+        cfg->timeout = (unsigned)timeout;
+        cfg->max_silent = (unsigned)silent;
+        cfg->keep_failed = keep != 0;
+        cfg->fallback_subid = (uint32_t)subid;
+
+        cfg->runtime = kiln_url_query_get(u, "runtime");
+        if (!cfg->runtime)
+                cfg->runtime = kiln_strdup("runc");
+        if (strcmp(cfg->runtime, "runc") && strcmp(cfg->runtime, "crun"))
+                return kiln_error_set(err, EINVAL,
+                                      "invalid build service URL '%s': runtime must be runc or crun",
+                                      url);
+        cfg->sandbox_shell = kiln_url_query_get(u, "sandbox-shell");
+        if (!cfg->sandbox_shell)
+                cfg->sandbox_shell = kiln_strdup(KILN_SANDBOX_SHELL);
+        if (cfg->sandbox_shell[0] != '/')
+                return kiln_error_set(err, EINVAL,
+                                      "invalid build service URL '%s': sandbox-shell must be an "
+                                      "absolute path",
+                                      url);
+        _cleanup_free_ char *ro = kiln_url_query_get(u, "ro-paths");
+        return ro ? parse_ro_paths(url, ro, &cfg->ro_paths, err) : 0;
+}
+
+/* The runtime sets a build up as the build's container root, an
+ * unprivileged host id, so it must be able to walk down to the bundle. */
+static int check_searchable(const char *path, struct kiln_error **err)
+{
+        _cleanup_free_ char *p = kiln_strdup(path);
+        for (;;) {
+                struct stat st;
+                if (stat(*p ? p : "/", &st) < 0)
+                        return kiln_error_errno(err, errno, "stat %s", *p ? p : "/");
+                if (!(st.st_mode & S_IXOTH))
+                        return kiln_error_set(err, EACCES,
+                                              "bundle root %s: %s (mode %04o) is not searchable "
+                                              "by other users, and builds are set up as an "
+                                              "unprivileged user: chmod o+x %s",
+                                              path, *p ? p : "/", (unsigned)(st.st_mode & 07777),
+                                              *p ? p : "/");
+                char *slash = strrchr(p, '/');
+                if (!slash || !*p)
+                        return 0;
+                *slash = '\0';
+        }
+}
+
+/* The bundle root and, in its hidden .state directory, the runtime's state,
+ * the slot locks and the trash: one look shows whether anything was left
+ * behind. */
+static int prepare_dirs(struct oci_service *s, struct kiln_error **err)
+{
+        struct runner_config *cfg = &s->cfg;
+        int r = kiln_mkdir_p(cfg->bundle_root, 0711);
+        if (r < 0)
+                return kiln_error_errno(err, -r, "create bundle root %s", cfg->bundle_root);
+        r = check_searchable(cfg->bundle_root, err);
+        if (r < 0)
+                return r;
+        cfg->state_dir = kiln_asprintf("%s/.state/%s", cfg->bundle_root, cfg->runtime);
+        r = kiln_mkdir_p(cfg->state_dir, 0700);
+        if (r < 0)
+                return kiln_error_errno(err, -r, "create %s", cfg->state_dir);
+        /* Bundles left in the trash by a daemon that died are removed now. */
+        s->trash_dir = kiln_asprintf("%s/.state/trash", cfg->bundle_root);
+        (void)kiln_rm_rf_at(AT_FDCWD, s->trash_dir);
+        if (mkdir(s->trash_dir, 0700) < 0 && errno != EEXIST)
+                return kiln_error_errno(err, errno, "create %s", s->trash_dir);
+        return 0;
+}
+
 static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_service *blobs,
                    struct kiln_directory_service *dirs, struct kiln_build_service **ret,
                    struct kiln_error **err)
@@ -769,8 +1017,10 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
                                       "invalid build service URL '%s': oci needs a bundle dir as "
                                       "path",
                                       url);
-        static const char *const allowed[] = {"runtime", "concurrency", "timeout", "keep-failed",
-                                              "sandbox-shell", "subid", "scratch-size", NULL};
+        static const char *const allowed[] = {
+                "runtime",      "concurrency", "timeout",      "max-silent-time",
+                "max-log-size", "keep-failed", "sandbox-shell", "subid",
+                "scratch-size", "ro-paths",    NULL};
         int r = kiln_url_query_check(u, allowed, url, err);
         if (r < 0)
                 return r;
@@ -788,93 +1038,16 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->concurrency = ncpu > 0 ? (unsigned)ncpu : 1;
         cfg->fallback_subid = 100000;
-
-        char *v;
-        uint64_t n = 0;
-        cfg->runtime = kiln_url_query_get(u, "runtime");
-        if (!cfg->runtime)
-                cfg->runtime = kiln_strdup("runc");
-        if (strcmp(cfg->runtime, "runc") && strcmp(cfg->runtime, "crun")) {
-                r = kiln_error_set(err, EINVAL,
-                                   "invalid build service URL '%s': runtime must be runc or crun",
-                                   url);
-                goto fail;
-        }
-        cfg->sandbox_shell = kiln_url_query_get(u, "sandbox-shell");
-        if (!cfg->sandbox_shell)
-                cfg->sandbox_shell = kiln_strdup(KILN_SANDBOX_SHELL);
-        if (cfg->sandbox_shell[0] != '/') {
-                r = kiln_error_set(err, EINVAL,
-                                   "invalid build service URL '%s': sandbox-shell must be an "
-                                   "absolute path",
-                                   url);
-                goto fail;
-        }
-        struct {
-                const char *key;
-                uint64_t max;
-        } nums[] = {{"concurrency", 1024}, {"timeout", 7 * 24 * 3600}, {"keep-failed", 1},
-                    {"subid", UINT32_MAX - 1}, {"scratch-size", UINT64_MAX}};
-        for (size_t i = 0; i < KILN_ARRAY_SIZE(nums); i++) {
-                v = kiln_url_query_get(u, nums[i].key);
-                if (!v)
-                        continue;
-                r = parse_uint(url, nums[i].key, v, nums[i].max, &n, err);
-                free(v);
-                if (r < 0)
-                        goto fail;
-                switch (i) {
-                case 0:
-                        if (n == 0) {
-                                r = kiln_error_set(err, EINVAL, "invalid build service URL "
-                                                   "'%s': concurrency must be at least 1", url);
-                                goto fail;
-                        }
-                        cfg->concurrency = (unsigned)n;
-                        break;
-                case 1:
-                        cfg->timeout = (unsigned)n;
-                        break;
-                case 2:
-                        cfg->keep_failed = n != 0;
-                        break;
-                case 3:
-                        cfg->fallback_subid = (uint32_t)n;
-                        break;
-                case 4:
-                        cfg->scratch_size = n;
-                        break;
-                }
-        }
-        r = runner_idmaps_init(cfg, err);
-        if (r < 0)
-                goto fail;
-        r = kiln_mkdir_p(cfg->bundle_root, 0711);
-        if (r < 0) {
-                r = kiln_error_errno(err, -r, "create bundle root %s", cfg->bundle_root);
-                goto fail;
-        }
-        /* The runtime's state and the slot locks live in one hidden
-         * directory beside the bundles, so one look shows whether anything
-         * was left behind. */
-        cfg->state_dir = kiln_asprintf("%s/.state/%s", cfg->bundle_root, cfg->runtime);
-        r = kiln_mkdir_p(cfg->state_dir, 0700);
-        if (r < 0) {
-                r = kiln_error_errno(err, -r, "create %s", cfg->state_dir);
-                goto fail;
-        }
-        /* Bundles left in the trash by a daemon that died are removed now. */
-        s->trash_dir = kiln_asprintf("%s/.state/trash", cfg->bundle_root);
-        (void)kiln_rm_rf_at(AT_FDCWD, s->trash_dir);
-        if (mkdir(s->trash_dir, 0700) < 0 && errno != EEXIST) {
-                r = kiln_error_errno(err, errno, "create %s", s->trash_dir);
-                goto fail;
+        cfg->max_log = DEFAULT_MAX_LOG;
+        /* Half the memory: a tmpfs only takes what is written to it. */
+        cfg->scratch_size = s->mem_total / 2;
+        if ((r = parse_options(cfg, u, url, err)) < 0 || (r = runner_idmaps_init(cfg, err)) < 0 ||
+            (r = prepare_dirs(s, err)) < 0) {
+                oci_free(&s->base);
+                return r;
         }
         *ret = &s->base;
         return 0;
-fail:
-        oci_free(&s->base);
-        return r;
 }
 
 void kiln_runner_register(void)

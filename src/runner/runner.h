@@ -11,32 +11,51 @@ struct idmap {
         uint32_t container_id, host_id, size;
 };
 
+/* The host ids of one build slot. Container root and the build user (uid
+ * 1000, gid 100) map to two unprivileged ids of kiln's subordinate range, a
+ * pair of its own per slot; no privileged host id is ever mapped, so nothing
+ * a build creates or touches is owned by a host user who matters. */
+struct runner_ids {
+        uint32_t root_uid, root_gid;   /* container 0 */
+        uint32_t build_uid, build_gid; /* container 1000 / 100 */
+};
+
 /* Service-wide settings, from the oci:// URL. */
 struct runner_config {
         char *bundle_root;   /* absolute */
         char *runtime;       /* "runc" or "crun" */
         char *sandbox_shell; /* static shell bind-mounted at /bin/sh */
         unsigned concurrency;
-        unsigned timeout;    /* seconds, 0 = none */
+        unsigned timeout;     /* seconds, 0 = none */
+        unsigned max_silent;  /* seconds without output, 0 = no limit */
+        uint64_t max_log;     /* bytes of stdout + stderr, 0 = no limit */
         bool keep_failed;
-        uint32_t fallback_subid; /* build user's host id when /etc/sub[ug]id has none */
-        uint64_t scratch_size;   /* bytes of a tmpfs for scratch space, 0 = bundle's fs */
+        uint32_t fallback_subid; /* start of kiln's range when /etc/sub[ug]id has none */
+        uint64_t scratch_size;   /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
+        struct kiln_strv ro_paths; /* the allow-list for available_ro_paths, sorted */
         char *state_dir;     /* the runtime's --root */
-        struct idmap uid_map[2], gid_map[2];
+        /* Subordinate id ranges (start, count) of the running user. */
+        uint32_t subuid, subuid_count, subgid, subgid_count;
 };
 
 /* --- idmap.c --- */
 
-/* Finds the first subordinate id range start for (uid, name) in a
- * /etc/subuid-format file (SPEC §10.6). 1 found, 0 no entry, < 0 on a parse
- * error of a matching line or an unreadable existing file. */
-int runner_subid_lookup(const char *file, uid_t uid, const char *name, uint32_t *ret,
-                        struct kiln_error **err);
-/* Fills cfg's uid/gid maps for the running user: container 0 → euid/egid,
- * container 1000/100 → the subordinate id (or the fallback). */
+/* Finds the first subordinate id range of (uid, name) in a /etc/subuid-format
+ * file (SPEC §10.6). 1 found (*ret_start, *ret_count), 0 no entry, < 0 on a
+ * parse error of a matching line or an unreadable existing file. */
+int runner_subid_lookup(const char *file, uid_t uid, const char *name, uint32_t *ret_start,
+                        uint32_t *ret_count, struct kiln_error **err);
+/* Fills cfg's subordinate ranges for the running user (or the fallback) and
+ * checks that they hold two ids for each of cfg->concurrency slots. */
 int runner_idmaps_init(struct runner_config *cfg, struct kiln_error **err);
+/* The host ids of slot `slot` (< cfg->concurrency). */
+void runner_slot_ids(const struct runner_config *cfg, unsigned slot, struct runner_ids *ret);
 
 /* --- spec.c --- */
+
+/* The directory of the scratch space that is the build's /tmp (scratch
+ * directories themselves have 56-character base32 names). */
+#define RUNNER_SCRATCH_TMP "tmp"
 
 /* The name of a scratch directory: RFC 4648 base32 of BLAKE3(path) (§10.3).
  * buf must hold 57 bytes. */
@@ -46,7 +65,8 @@ char *runner_scratch_name(const char *path, char buf[57]);
 const char *runner_scratch_prefix(const struct kiln_build_request *r, const char *path,
                                   const char **rest);
 /* The runtime spec (config.json) for a request (§10.4 with kiln's fixes). */
-json_t *runner_spec(const struct runner_config *cfg, const struct kiln_build_request *r);
+json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
+                    const struct kiln_build_request *r);
 
 /* --- runtime.c --- */
 
@@ -56,16 +76,47 @@ struct runtime_run {
         char *id;
 };
 /* Starts `<runtime> --root <state> run --bundle <bundle> <id>` with stdin
- * from /dev/null and stdout/stderr into the given fds. */
+ * from an empty pipe and stdout/stderr into the given fds. */
 int runtime_start(const struct runner_config *cfg, const char *bundle, const char *id,
                   int out_fd, int err_fd, struct runtime_run *ret, struct kiln_error **err);
-/* Waits for the runtime to exit, or for cancel_fd to become readable, or for
- * the deadline (CLOCK_MONOTONIC seconds, 0 = none). Returns the wait status
- * (>= 0), -ECANCELED or -ETIMEDOUT (the container then still runs). */
-int runtime_wait(struct runtime_run *run, int cancel_fd, double deadline,
-                 struct kiln_error **err);
 /* Kills the container and waits for the runtime to exit. */
 void runtime_kill(const struct runner_config *cfg, struct runtime_run *run);
 /* Removes the runtime's state of the container (delete --force). */
 void runtime_delete(const struct runner_config *cfg, const char *id);
 void runtime_run_done(struct runtime_run *run);
+
+/* --- watch.c --- */
+
+/* Why runner_watch returned. */
+enum runner_stop {
+        RUNNER_EXITED,    /* the process exited: *ret_status is its wait status */
+        RUNNER_TIMEOUT,   /* the wall-clock limit passed */
+        RUNNER_SILENT,    /* no output for max_silent seconds */
+        RUNNER_LOG_FULL,  /* more than max_log bytes of output */
+        RUNNER_CANCELLED, /* the cancel fd became readable */
+};
+
+/* The last bytes a build wrote to one stream, for failure messages. */
+#define RUNNER_TAIL_SIZE 4096
+struct runner_tail {
+        char buf[RUNNER_TAIL_SIZE];
+        size_t start, len; /* a ring */
+};
+/* The tail as a string without trailing newlines, cut to its last `lines`
+ * lines; NULL when empty. */
+char *runner_tail_text(const struct runner_tail *t, int lines);
+
+struct runner_watch {
+        int pidfd;            /* the process to wait for */
+        int out_fd, err_fd;   /* read ends of its stdout and stderr pipes (owned: closed) */
+        int out_log, err_log; /* files receiving them, -1 = none (not owned) */
+        int cancel_fd;        /* -1 = none */
+        unsigned timeout, max_silent;
+        uint64_t max_log;
+        struct runner_tail out_tail, err_tail;
+        uint64_t logged; /* bytes of output seen */
+};
+/* Waits for w->pidfd to become readable (the process exited; the caller
+ * reaps it) while copying both pipes into the logs and the tails, or for a
+ * limit or the cancel fd. Returns the reason (>= 0) or a negative errno. */
+int runner_watch_run(struct runner_watch *w, struct kiln_error **err);

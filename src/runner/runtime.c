@@ -10,13 +10,12 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #include "runner.h"
 
 struct spawn_args {
         char *const *argv;
-        int null_fd, out_fd, err_fd;
+        int in_fd, null_fd, out_fd, err_fd;
         bool crun;
 };
 
@@ -36,7 +35,7 @@ static int spawn_child(void *p)
                         _exit(126);
                 (void)umount2("/sys/fs/cgroup/unified", MNT_DETACH);
         }
-        if (dup2(a->null_fd, 0) < 0 || dup2(a->out_fd >= 0 ? a->out_fd : a->null_fd, 1) < 0 ||
+        if (dup2(a->in_fd, 0) < 0 || dup2(a->out_fd >= 0 ? a->out_fd : a->null_fd, 1) < 0 ||
             dup2(a->err_fd >= 0 ? a->err_fd : a->null_fd, 2) < 0)
                 _exit(126);
         sigset_t none;
@@ -48,7 +47,9 @@ static int spawn_child(void *p)
 
 /* Starts the runtime like posix_spawn does (CLONE_VM | CLONE_VFORK): a fork
  * of the daemon would copy its page tables and take copy-on-write faults,
- * milliseconds on these machines, for every build. */
+ * milliseconds on these machines, for every build. Its stdin is an empty
+ * pipe, never the host's /dev/null: crun chowns the container's standard
+ * streams to the build user. */
 static pid_t spawn(const struct runner_config *cfg, char *const argv[], int out_fd, int err_fd,
                    struct kiln_error **err)
 {
@@ -59,9 +60,16 @@ static pid_t spawn(const struct runner_config *cfg, char *const argv[], int out_
                 .err_fd = err_fd,
                 .crun = !strcmp(cfg->runtime, "crun"),
         };
-        a.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (a.null_fd < 0)
+        int in[2];
+        if (pipe2(in, O_CLOEXEC) < 0)
+                return kiln_error_errno(err, errno, "pipe");
+        close(in[1]);
+        a.in_fd = in[0];
+        a.null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (a.null_fd < 0) {
+                close(in[0]);
                 return kiln_error_errno(err, errno, "open /dev/null");
+        }
         _cleanup_free_ uint8_t *stack = kiln_malloc(STACK_SIZE);
         sigset_t all, old;
         sigfillset(&all);
@@ -69,6 +77,7 @@ static pid_t spawn(const struct runner_config *cfg, char *const argv[], int out_
         pid_t pid = clone(spawn_child, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
         int e = errno;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        close(a.in_fd);
         close(a.null_fd);
         if (pid < 0)
                 return kiln_error_errno(err, e, "start %s", argv[0]);
@@ -108,45 +117,6 @@ int runtime_start(const struct runner_config *cfg, const char *bundle, const cha
         }
         *ret = (struct runtime_run){.pid = pid, .pidfd = pidfd, .id = kiln_strdup(id)};
         return 0;
-}
-
-static double now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-int runtime_wait(struct runtime_run *run, int cancel_fd, double deadline,
-                 struct kiln_error **err)
-{
-        for (;;) {
-                struct pollfd p[2] = {{.fd = run->pidfd, .events = POLLIN},
-                                      {.fd = cancel_fd, .events = POLLIN}};
-                int timeout = -1;
-                if (deadline > 0) {
-                        double left = deadline - now();
-                        if (left <= 0)
-                                return kiln_error_set(err, ETIMEDOUT, "timed out");
-                        timeout = (int)(left * 1000) + 1;
-                }
-                int n = poll(p, cancel_fd >= 0 ? 2 : 1, timeout);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return kiln_error_errno(err, errno, "poll");
-                }
-                if (n > 0 && (p[0].revents & POLLIN)) {
-                        int status;
-                        while (waitpid(run->pid, &status, 0) < 0)
-                                if (errno != EINTR)
-                                        return kiln_error_errno(err, errno, "waitpid");
-                        run->pid = 0;
-                        return status;
-                }
-                if (cancel_fd >= 0 && (p[1].revents & POLLIN))
-                        return kiln_error_set(err, ECANCELED, "cancelled");
-        }
 }
 
 static bool exited(struct runtime_run *run, int timeout_ms)

@@ -1,26 +1,27 @@
 /* The OCI runtime spec of a build (SPEC §10.3–§10.5), with kiln's changes:
  * no cgroup namespace (Snix), no terminal (stdout and stderr stay apart),
- * available_ro_paths in sorted order, /bin/sh only with provide_bin_sh. */
+ * available_ro_paths in sorted order, /bin/sh only with provide_bin_sh; and
+ * a sandbox as strict as Nix's: no capabilities in any set, no host id of
+ * consequence mapped, no /sys, a /dev of fresh nodes mounted read-only, and
+ * /tmp inside the bounded scratch space. */
 #include <sys/stat.h>
 
 #include <kiln/base64.h>
 
 #include "runner.h"
 
-static const char *const capabilities[] = {
-        "CAP_AUDIT_WRITE", "CAP_CHOWN",  "CAP_DAC_OVERRIDE",     "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL",        "CAP_MKNOD",  "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP",
-        "CAP_SETGID",      "CAP_SETPCAP", "CAP_SETUID",          "CAP_SYS_CHROOT",
-};
-
+/* Kernel interfaces a build has no business reading (root-only counters,
+ * kernel memory, key tables): covered by the runtime with /dev/null or an
+ * empty read-only tmpfs. Paths missing on a kernel are skipped. */
 static const char *const masked_paths[] = {
-        "/proc/kcore",       "/proc/latency_stats", "/proc/timer_list",
-        "/proc/timer_stats", "/proc/sched_debug",   "/sys/firmware",
+        "/proc/acpi",        "/proc/asound",      "/proc/kcore",       "/proc/keys",
+        "/proc/key-users",   "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+        "/proc/sched_debug", "/proc/scsi",        "/proc/slabinfo",    "/proc/kpageflags",
+        "/proc/kpagecount",  "/proc/kpagecgroup", "/proc/kallsyms",    "/proc/vmallocinfo",
 };
 
 static const char *const readonly_paths[] = {
-        "/proc/asound", "/proc/bus",  "/proc/fs",
-        "/proc/irq",    "/proc/sys",  "/proc/sysrq-trigger",
+        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
 char *runner_scratch_name(const char *path, char buf[57])
@@ -107,48 +108,55 @@ static json_t *process(const struct kiln_build_request *r)
                 free(kv);
         }
         char *cwd = kiln_asprintf("/%s", r->working_dir);
+        /* Empty sets: the build holds no capability, not even inside its
+         * own user namespace, so it cannot chown, mknod, mount or setuid. */
         json_t *caps = json_object();
         static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
                                            "ambient"};
         for (size_t i = 0; i < KILN_ARRAY_SIZE(sets); i++)
-                json_object_set_new(caps, sets[i],
-                                    strings(capabilities, KILN_ARRAY_SIZE(capabilities)));
-        json_t *p = json_pack("{s:b,s:{s:i,s:i},s:o,s:s,s:o,s:o,s:[{s:s,s:i,s:i}],s:b}", "terminal",
-                              0, "user", "uid", 1000, "gid", 100, "args",
+                json_object_set_new(caps, sets[i], json_array());
+        /* No core dumps, as in Nix. */
+        json_t *p = json_pack("{s:b,s:{s:i,s:i},s:o,s:s,s:o,s:o,s:[{s:s,s:i,s:i},{s:s,s:i,s:i}],"
+                              "s:b}",
+                              "terminal", 0, "user", "uid", 1000, "gid", 100, "args",
                               strings((const char *const *)r->command_args.v, r->command_args.n),
                               "cwd", cwd, "env", env, "capabilities", caps, "rlimits", "type",
-                              "RLIMIT_NOFILE", "hard", 1024, "soft", 1024, "noNewPrivileges", 1);
+                              "RLIMIT_NOFILE", "hard", 1024, "soft", 1024, "type", "RLIMIT_CORE",
+                              "hard", 0, "soft", 0, "noNewPrivileges", 1);
         free(cwd);
         return p;
 }
 
-json_t *runner_spec(const struct runner_config *cfg, const struct kiln_build_request *r)
+json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
+                    const struct kiln_build_request *r)
 {
         const struct kiln_build_constraints *c = &r->constraints;
         bool network = c->present && c->network_access;
         bool bin_sh = c->present && c->provide_bin_sh;
 
         json_t *mounts = json_array();
-        MOUNT(mounts, "/proc", "proc", "proc");
-        MOUNT(mounts, "/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755",
-              "size=65536k");
+        MOUNT(mounts, "/proc", "proc", "proc", "nosuid", "noexec", "nodev");
+        /* The bundle's dev/ holds fresh nodes made for this build (the
+         * host's are never handed out) and the mount points below; a bind
+         * mount of /dev also stops the runtime from binding host nodes in.
+         * Read-only, so neither chmod nor utimes can change them. */
+        MOUNT(mounts, "/dev", "bind", "dev", "rbind", "ro", "nosuid", "noexec");
         /* No gid=5: the user namespace maps one id per range (PLATFORM). */
         MOUNT(mounts, "/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
               "ptmxmode=0666", "mode=0620");
         MOUNT(mounts, "/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
               "size=65536k");
-        MOUNT(mounts, "/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev");
-        MOUNT(mounts, "/sys", "none", "/sys", "nosuid", "noexec", "nodev", "ro", "rbind");
-        MOUNT(mounts, "/sys/fs/cgroup", "cgroup", "cgroup", "nosuid", "noexec", "nodev",
-              "relatime", "ro");
-        MOUNT(mounts, "/tmp", "tmpfs", "tmpfs", "nosuid", "noatime", "mode=700");
+        /* No /sys: Nix's sandbox has none, and it holds root-only kernel
+         * files. /tmp lives in the scratch space, within its size limit. */
+        MOUNT(mounts, "/tmp", "bind", "scratch/" RUNNER_SCRATCH_TMP, "rbind", "rw", "nosuid",
+              "nodev");
 
         for (size_t i = 0; i < r->scratch_paths.n; i++) {
                 char name[57];
                 char *dest = kiln_asprintf("/%s", r->scratch_paths.v[i]);
                 char *src = kiln_asprintf("scratch/%s",
                                           runner_scratch_name(r->scratch_paths.v[i], name));
-                MOUNT(mounts, dest, "none", src, "rbind", "rw");
+                MOUNT(mounts, dest, "none", src, "rbind", "rw", "nosuid", "nodev");
                 free(dest);
                 free(src);
         }
@@ -181,6 +189,8 @@ json_t *runner_spec(const struct runner_config *cfg, const struct kiln_build_req
 
         json_t *ns = json_array();
         static const char *const namespaces[] = {"pid", "ipc", "uts", "mount"};
+        struct idmap uids[] = {{0, ids->root_uid, 1}, {1000, ids->build_uid, 1}};
+        struct idmap gids[] = {{0, ids->root_gid, 1}, {100, ids->build_gid, 1}};
         for (size_t i = 0; i < KILN_ARRAY_SIZE(namespaces); i++)
                 json_array_append_new(ns, json_pack("{s:s}", "type", namespaces[i]));
         if (!network)
@@ -188,8 +198,8 @@ json_t *runner_spec(const struct runner_config *cfg, const struct kiln_build_req
         json_array_append_new(ns, json_pack("{s:s}", "type", "user"));
 
         json_t *linux_ = json_pack(
-                "{s:o,s:o,s:{s:[]},s:o,s:o,s:o}", "uidMappings", idmaps(cfg->uid_map, 2),
-                "gidMappings", idmaps(cfg->gid_map, 2), "resources", "devices", "namespaces", ns,
+                "{s:o,s:o,s:{s:[]},s:o,s:o,s:o}", "uidMappings", idmaps(uids, 2),
+                "gidMappings", idmaps(gids, 2), "resources", "devices", "namespaces", ns,
                 "maskedPaths", strings(masked_paths, KILN_ARRAY_SIZE(masked_paths)),
                 "readonlyPaths", strings(readonly_paths, KILN_ARRAY_SIZE(readonly_paths)));
 

@@ -119,6 +119,9 @@ kiln run --build-service-addr "oci://$T/kept?keep-failed=1" --input busybox=$bb 
 	/inputs/busybox false 2>/dev/null && fail "false succeeded"
 [ "$(ls "$T/kept" | wc -l)" = 1 ] || fail "keep-failed kept $(ls "$T/kept" | wc -l) bundles"
 grep -q '"terminal": false' "$T/kept"/*/config.json || fail "config.json"
+# its scratch space stays mounted for inspection; it must be unmounted to go
+grep -q " $T/kept/.*/scratch tmpfs " /proc/mounts || fail "kept scratch not mounted"
+umount "$T"/kept/*/scratch
 rm -rf "$T/kept"
 
 # nothing left behind: bundles, runtime state, mounts

@@ -3,11 +3,16 @@
 set -eu
 : "${KILN_BIN:?KILN_BIN must point at the built kiln binary}"
 T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-test.XXXXXX")
+# builds are set up as unprivileged ids, which must reach the bundles below
+chmod 711 "$T"
 export KILN_HOME="$T/home"
 unset BLOB_SERVICE_ADDR DIRECTORY_SERVICE_ADDR BUILD_SERVICE_ADDR
 cleanup_hooks=""
 on_exit() {
 	eval "$cleanup_hooks"
+	# kept bundles (keep-failed=1) keep their scratch tmpfs mounted
+	awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r |
+		while read -r m; do umount -l "$m"; done
 	rm -rf "$T"
 }
 trap on_exit EXIT

@@ -66,37 +66,40 @@ static void test_subid(void **state)
 {
         (void)state;
         struct kiln_error *err = NULL;
-        uint32_t id;
+        uint32_t id, count;
         char *f = write_tmp("nobody:10000:65\nroot:1000:2\n0:2:2\n");
-        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &err), 1);
+        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &count, &err), 1);
         assert_int_equal(id, 1000);
+        assert_int_equal(count, 2);
         unlink(f);
         free(f);
         f = write_tmp("nobody:10000:65\n0:2:2\n");
-        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &err), 1);
+        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &count, &err), 1);
         assert_int_equal(id, 2);
         unlink(f);
         free(f);
         f = write_tmp("roots:1000:2\n1000:2:2\n");
-        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &err), 0);
+        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &count, &err), 0);
         unlink(f);
         free(f);
         f = write_tmp("root:hello:2\n");
-        assert_error(runner_subid_lookup(f, 0, "root", &id, &err), err, EINVAL, "cannot parse");
+        assert_error(runner_subid_lookup(f, 0, "root", &id, &count, &err), err, EINVAL,
+                     "cannot parse");
         unlink(f);
         free(f);
         f = write_tmp("root:hello:2\n1000:2:2\n");
-        assert_int_equal(runner_subid_lookup(f, 1000, "user", &id, &err), 1);
+        assert_int_equal(runner_subid_lookup(f, 1000, "user", &id, &count, &err), 1);
         assert_int_equal(id, 2);
         unlink(f);
         free(f);
         /* a count of zero is skipped; a missing file is "no entry" */
         f = write_tmp("root:5:0\nroot:7:1\n");
-        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &err), 1);
+        assert_int_equal(runner_subid_lookup(f, 0, "root", &id, &count, &err), 1);
         assert_int_equal(id, 7);
         unlink(f);
         free(f);
-        assert_int_equal(runner_subid_lookup("/nonexistent/subuid", 0, "root", &id, &err), 0);
+        assert_int_equal(runner_subid_lookup("/nonexistent/subuid", 0, "root", &id, &count, &err),
+                         0);
 }
 
 static json_t *find_mount(json_t *spec, const char *dest)
@@ -113,8 +116,16 @@ static void test_spec(void **state)
         (void)state;
         struct kiln_error *err = NULL;
         struct runner_config cfg = {.sandbox_shell = "/bin/busybox",
-                                    .uid_map = {{0, 0, 1}, {1000, 100000, 1}},
-                                    .gid_map = {{0, 0, 1}, {100, 100000, 1}}};
+                                    .subuid = 100000,
+                                    .subuid_count = 65536,
+                                    .subgid = 200000,
+                                    .subgid_count = 65536};
+        struct runner_ids ids;
+        runner_slot_ids(&cfg, 3, &ids);
+        assert_int_equal(ids.root_uid, 100006);
+        assert_int_equal(ids.build_uid, 100007);
+        assert_int_equal(ids.root_gid, 200006);
+        assert_int_equal(ids.build_gid, 200007);
         json_t *j = json_loads(
                 "{\"inputs\":[{\"directory\":{\"name\":\"YmFy\",\"digest\":"
                 "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"size\":\"42\"}}],"
@@ -127,7 +138,7 @@ static void test_spec(void **state)
         struct kiln_build_request r;
         assert_ok(kiln_build_request_from_json(j, &r, &err), err);
         json_decref(j);
-        json_t *spec = runner_spec(&cfg, &r);
+        json_t *spec = runner_spec(&cfg, &ids, &r);
 
         json_t *p = json_object_get(spec, "process");
         assert_true(json_is_false(json_object_get(p, "terminal")));
@@ -136,6 +147,29 @@ static void test_spec(void **state)
                             "A=x");
         assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "uid")),
                          1000);
+        /* no capability in any set */
+        json_t *caps = json_object_get(p, "capabilities"), *set;
+        const char *set_name;
+        assert_int_equal(json_object_size(caps), 5);
+        json_object_foreach(caps, set_name, set) assert_int_equal(json_array_size(set), 0);
+        /* container root and the build user map to the slot's ids only */
+        char *maps = kiln_json_dumps(json_object_get(json_object_get(spec, "linux"),
+                                                     "uidMappings"));
+        assert_string_equal(maps, "[{\"containerID\":0,\"hostID\":100006,\"size\":1},"
+                                  "{\"containerID\":1000,\"hostID\":100007,\"size\":1}]");
+        free(maps);
+        /* no /sys; /dev is the bundle's, read-only; /tmp is in the scratch space */
+        assert_null(find_mount(spec, "/sys"));
+        assert_null(find_mount(spec, "/sys/fs/cgroup"));
+        assert_string_equal(json_string_value(json_object_get(find_mount(spec, "/dev"),
+                                                              "source")),
+                            "dev");
+        char *dev_opts = kiln_json_dumps(json_object_get(find_mount(spec, "/dev"), "options"));
+        assert_non_null(strstr(dev_opts, "\"ro\""));
+        free(dev_opts);
+        assert_string_equal(json_string_value(json_object_get(find_mount(spec, "/tmp"),
+                                                              "source")),
+                            "scratch/tmp");
         /* no cgroup namespace; network isolated */
         json_t *ns = json_object_get(json_object_get(spec, "linux"), "namespaces"), *n;
         size_t i;
@@ -172,7 +206,7 @@ static void test_spec(void **state)
 
         /* with network access: no network namespace, host resolv.conf/hosts */
         r.constraints.network_access = true;
-        spec = runner_spec(&cfg, &r);
+        spec = runner_spec(&cfg, &ids, &r);
         ns = json_object_get(json_object_get(spec, "linux"), "namespaces");
         json_array_foreach(ns, i, n)
                 assert_string_not_equal(json_string_value(json_object_get(n, "type")), "network");
@@ -207,11 +241,13 @@ static int fx_setup(void **state)
         struct fx *f = calloc(1, sizeof(*f));
         strcpy(f->dir, "/tmp/kiln-runner.XXXXXX");
         assert_non_null(mkdtemp(f->dir));
+        chmod(f->dir, 0711); /* builds are set up as an unprivileged user */
         struct kiln_error *err = NULL;
         assert_ok(kiln_blob_service_open("memory://", &f->blobs, &err), err);
         assert_ok(kiln_directory_service_open("memory://", &f->dirs, &err), err);
         kiln_runner_register();
-        char *url = kiln_asprintf("oci://%s/bundles?concurrency=2", f->dir);
+        char *url = kiln_asprintf("oci://%s/bundles?concurrency=2&ro-paths=/etc/hostname",
+                                  f->dir);
         assert_ok(kiln_build_service_open(url, f->blobs, f->dirs, &f->svc, &err), err);
         free(url);
         struct kiln_import_options o = {.blobs = f->blobs, .dirs = f->dirs, .threads = 1};
