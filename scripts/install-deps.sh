@@ -8,7 +8,7 @@ PACKAGES="
 build-essential pkg-config meson ninja-build
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libfuse3-dev fuse3
-liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev
+liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev libseccomp-dev
 libcmocka-dev libsimde-dev
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 runc crun busybox-static util-linux procps haproxy openssl

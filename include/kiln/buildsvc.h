@@ -38,6 +38,9 @@ struct kiln_build_service_ops {
                      const struct kiln_build_call *call, struct kiln_build *ret,
                      struct kiln_error **err);
         void (*free)(struct kiln_build_service *s);
+        /* Optional: a one-line notice about how builds will run here that an
+         * operator should read once (e.g. limits that cannot be enforced). */
+        const char *(*notice)(struct kiln_build_service *s);
 };
 struct kiln_build_service {
         const struct kiln_build_service_ops *ops;
@@ -62,6 +65,8 @@ KILN_PUBLIC int kiln_build_service_open(const char *url, struct kiln_blob_servic
 KILN_PUBLIC void kiln_build_service_free(struct kiln_build_service *s);
 DEFINE_CLEANUP_FUNC(struct kiln_build_service, kiln_build_service_free)
 KILN_PUBLIC const char *kiln_build_service_name(const struct kiln_build_service *s);
+/* The service's notice for operators (see the op), or NULL. Owned by s. */
+KILN_PUBLIC const char *kiln_build_service_notice(struct kiln_build_service *s);
 
 /* Runs a build. `call` may be NULL. Thread-safe: services queue as needed. */
 KILN_PUBLIC int kiln_build_service_build(struct kiln_build_service *s,

@@ -16,6 +16,11 @@ struct kiln_import_options {
         const struct kiln_refscan_set *needles;
         struct kiln_refscan_result *found;
         bool scan_names;
+        /* The tree was written by a build, not a user: refuse files and
+         * directories with the setuid or setgid bit, and anything on another
+         * filesystem than path itself (a hard link or mount from outside),
+         * with a message naming the path. */
+        bool untrusted;
         /* Worker threads hashing and uploading files; 0 = number of CPUs. */
         unsigned threads;
 };

@@ -103,6 +103,9 @@ int cmd_daemon(int argc, char **argv)
         _cleanup_free_ char *default_socket = NULL;
         if (cli_build_service_open(&stores, build_url, &builds))
                 goto out;
+        const char *notice = kiln_build_service_notice(builds);
+        if (notice)
+                fprintf(stderr, "kiln: note: %s\n", notice);
         struct kiln_server_config cfg = {
                 .blobs = stores.blobs,
                 .dirs = stores.dirs,

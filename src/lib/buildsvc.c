@@ -130,6 +130,11 @@ const char *kiln_build_service_name(const struct kiln_build_service *s)
         return s->ops->name;
 }
 
+const char *kiln_build_service_notice(struct kiln_build_service *s)
+{
+        return s->ops->notice ? s->ops->notice(s) : NULL;
+}
+
 int kiln_build_service_build(struct kiln_build_service *s, const struct kiln_build_request *req,
                              const struct kiln_build_call *call, struct kiln_build *ret,
                              struct kiln_error **err)

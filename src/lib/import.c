@@ -67,6 +67,7 @@ struct importer {
         bool have_root;
         struct kiln_node root;
         struct kiln_digest last_dir;
+        dev_t root_dev; /* with o->untrusted: the filesystem of the tree */
 };
 
 /* Records the first error (takes ownership of *e). */
@@ -382,6 +383,23 @@ static char *join_path(const char *a, const char *b)
         return kiln_asprintf("%s/%s", a, b);
 }
 
+/* What an untrusted tree may not hold (see kiln_import_options.untrusted). */
+static int check_untrusted(const struct kiln_import_options *o, const struct stat *st,
+                           dev_t root_dev, const char *path, struct kiln_error **err)
+{
+        if (!o->untrusted)
+                return 0;
+        if ((S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && (st->st_mode & (S_ISUID | S_ISGID)))
+                return kiln_error_set(err, EPERM, "%s has the %s bit, which outputs may not have",
+                                      path, st->st_mode & S_ISUID ? "setuid" : "setgid");
+        if (st->st_dev != root_dev)
+                return kiln_error_set(err, EPERM,
+                                      "%s is on another filesystem than the output (a mount or "
+                                      "a link from outside)",
+                                      path);
+        return 0;
+}
+
 static const char *type_name(mode_t m)
 {
         switch (m & S_IFMT) {
@@ -450,6 +468,9 @@ static int walk_entry(struct importer *imp, struct frame *top, const char *name,
         struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return kiln_error_errno(err, errno, "unable to stat %s", path);
+        int r = check_untrusted(imp->o, &st, imp->root_dev, path, err);
+        if (r < 0)
+                return r;
 
         if (imp->o->scan_names)
                 scan_bytes(imp, name, strlen(name));
@@ -478,7 +499,7 @@ static int walk_entry(struct importer *imp, struct frame *top, const char *name,
         }
         if (S_ISREG(st.st_mode)) {
                 struct file_job *j;
-                int r = open_file(dfd, name, path, &j, err);
+                r = open_file(dfd, name, path, &j, err);
                 if (r < 0) {
                         kiln_node_done(&n);
                         return r;
@@ -491,7 +512,7 @@ static int walk_entry(struct importer *imp, struct frame *top, const char *name,
                 return submit(imp, j, err);
         }
         if (S_ISLNK(st.st_mode)) {
-                int r = read_symlink(dfd, name, path, &n, err);
+                r = read_symlink(dfd, name, path, &n, err);
                 if (r < 0) {
                         kiln_node_done(&n);
                         return r;
@@ -600,12 +621,14 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
         if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
                 return kiln_error_set(err, EINVAL, "unsupported file type at %s: %s", path,
                                       type_name(st.st_mode));
+        int r = check_untrusted(o, &st, st.st_dev, path, err);
+        if (r < 0)
+                return r;
 
-        struct importer imp = {.o = o};
+        struct importer imp = {.o = o, .root_dev = st.st_dev};
         pthread_mutex_init(&imp.lock, NULL);
         pthread_cond_init(&imp.work, NULL);
         pthread_cond_init(&imp.main, NULL);
-        int r;
 
         if (S_ISREG(st.st_mode)) {
                 struct file_job *j;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -37,6 +38,8 @@
 #define LOG_TAIL_LINES 20
 /* Default cap of a build's stdout + stderr. */
 #define DEFAULT_MAX_LOG (64ULL << 20)
+/* Default bound of a build's processes and threads. */
+#define DEFAULT_PIDS_MAX 8192
 
 struct waiter {
         struct waiter *next;
@@ -63,6 +66,7 @@ struct oci_service {
         char **trash;
         size_t n_trash;
         char *trash_dir;
+        char *notice;
 };
 
 static void *cleaner_main(void *arg)
@@ -126,6 +130,12 @@ static int check_constraints(struct oci_service *s, const struct kiln_build_requ
                                       "(this host builds %s%s%s)",
                                       c->system, s->systems[0], s->systems[1][0] ? ", " : "",
                                       s->systems[1]);
+        if (s->cfg.memory_max && c->min_memory > s->cfg.memory_max)
+                return kiln_error_set(err, ENOEXEC,
+                                      "unmet constraint: min_memory %llu bytes exceeds this "
+                                      "build service's memory-max of %llu bytes",
+                                      (unsigned long long)c->min_memory,
+                                      (unsigned long long)s->cfg.memory_max);
         if (c->min_memory > s->mem_total)
                 return kiln_error_set(err, ENOEXEC,
                                       "unmet constraint: min_memory %llu bytes exceeds this "
@@ -255,6 +265,7 @@ struct build {
         const struct kiln_build_request *req;
         const struct kiln_build_call *call;
         struct runner_ids ids;
+        struct runner_cgroup cgroup;
         char id[37];
         char *dir;     /* <bundle root>/<id> */
         int dir_fd;
@@ -483,7 +494,7 @@ static int write_additional_files(struct build *b, struct kiln_error **err)
 
 static int write_config(struct build *b, struct kiln_error **err)
 {
-        json_t *spec = runner_spec(&b->svc->cfg, &b->ids, b->req);
+        json_t *spec = runner_spec(&b->svc->cfg, &b->ids, &b->cgroup, b->req);
         char *text = json_dumps(spec, JSON_INDENT(2));
         json_decref(spec);
         if (!text)
@@ -507,7 +518,10 @@ static int make_bundle(struct build *b, struct kiln_error **err)
                 return kiln_error_errno(err, errno, "open %s", b->dir);
         if (fchown(b->dir_fd, b->ids.root_uid, b->ids.root_gid) < 0)
                 return kiln_error_errno(err, errno, "chown %s", b->dir);
-        int r;
+        int r = runner_cgroup_create(&cfg->cgroups, b->id, cfg->memory_max, cfg->pids_max, false,
+                                     &b->cgroup, err);
+        if (r < 0)
+                return r;
         if ((r = write_etc(b, err)) < 0 || (r = make_dev(b, err)) < 0 ||
             (r = make_scratch(b, err)) < 0 || (r = write_additional_files(b, err)) < 0 ||
             (r = write_config(b, err)) < 0)
@@ -589,6 +603,18 @@ static int build_failed(struct build *b, int status, struct kiln_error **err)
                 return kiln_error_set(err, EIO, "runtime: %s %s: %s", b->svc->cfg.runtime, what,
                                       rt_tail);
         _cleanup_free_ char *tails = output_tails(b);
+        bool killed = WIFSIGNALED(status) ? WTERMSIG(status) == SIGKILL
+                                          : WEXITSTATUS(status) == 128 + SIGKILL;
+        if (b->svc->cfg.pids_max && runner_cgroup_pids_hit(&b->cgroup))
+                return kiln_error_set(err, EIO,
+                                      "build reached its process limit (pids-max %llu): the "
+                                      "build command %s%s",
+                                      (unsigned long long)b->svc->cfg.pids_max, what, tails);
+        if (runner_cgroup_oom(&b->cgroup) && (killed || b->cgroup.cg->mode == RUNNER_CG_V2))
+                return kiln_error_set(err, EIO,
+                                      "build ran out of memory (memory-max %llu bytes) and a "
+                                      "process of it was killed: the build command %s%s",
+                                      (unsigned long long)b->svc->cfg.memory_max, what, tails);
         return kiln_error_set(err, EIO, "build command %s%s", what, tails);
 }
 
@@ -596,6 +622,7 @@ static int build_failed(struct build *b, int status, struct kiln_error **err)
 static int build_stopped(struct build *b, enum runner_stop why, struct kiln_error **err)
 {
         const struct runner_config *cfg = &b->svc->cfg;
+        runner_cgroup_kill(&b->cgroup);
         runtime_kill(cfg, &b->run);
         _cleanup_free_ char *tails = output_tails(b);
         switch (why) {
@@ -615,6 +642,11 @@ static int build_stopped(struct build *b, enum runner_stop why, struct kiln_erro
                                       (unsigned long long)b->watch.max_log, tails);
         case RUNNER_CANCELLED:
                 return kiln_error_set(err, ECANCELED, "build cancelled and killed");
+        case RUNNER_PIDS:
+                return kiln_error_set(err, EIO,
+                                      "build reached its process limit (pids-max %llu) and was "
+                                      "killed%s",
+                                      (unsigned long long)cfg->pids_max, tails);
         case RUNNER_EXITED:
                 break;
         }
@@ -648,6 +680,10 @@ static int run_container(struct build *b, struct kiln_error **err)
         b->watch.timeout = b->call->timeout ? b->call->timeout : cfg->timeout;
         b->watch.max_silent = cfg->max_silent;
         b->watch.max_log = cfg->max_log;
+        if (b->cgroup.n_dirs && cfg->pids_max) {
+                b->watch.pids_hit = runner_cgroup_pids_hit;
+                b->watch.cgroup = &b->cgroup;
+        }
         r = runner_watch_run(&b->watch, err);
         if (r < 0)
                 return r;
@@ -717,6 +753,7 @@ static int ingest_outputs(struct build *b, struct kiln_build *ret, struct kiln_e
                         .needles = set,
                         .found = found,
                         .scan_names = true,
+                        .untrusted = true,
                 };
                 struct kiln_build_output *bo = &ret->outputs[ret->n_outputs];
                 int r = kiln_import_path(&o, pfd, leaf, &bo->node, err);
@@ -735,10 +772,12 @@ static void build_cleanup(struct build *b, bool failed)
 {
         const struct runner_config *cfg = &b->svc->cfg;
         if (b->run_started) {
+                runner_cgroup_kill(&b->cgroup);
                 runtime_kill(cfg, &b->run);
                 runtime_delete(cfg, b->id);
                 runtime_run_done(&b->run);
         }
+        runner_cgroup_done(&b->cgroup);
         kiln_fuse_free(b->fuse);
         b->fuse = NULL;
         if (b->out_log >= 0)
@@ -788,6 +827,7 @@ static int oci_build(struct kiln_build_service *base, const struct kiln_build_re
         }
 
         struct build b = {.svc = s, .req = req, .call = call, .dir_fd = -1, .out_log = -1,
+                          .cgroup = {.cg = &s->cfg.cgroups},
                           .err_log = -1, .run = {.pidfd = -1},
                           .watch = {.pidfd = -1, .out_fd = -1, .err_fd = -1, .cancel_fd = -1}};
         runner_slot_ids(&s->cfg, slot, &b.ids);
@@ -842,21 +882,31 @@ static void oci_free(struct kiln_build_service *base)
         }
         free(s->trash);
         free(s->trash_dir);
+        free(s->notice);
         pthread_cond_destroy(&s->trash_cond);
         free(s->cfg.bundle_root);
         free(s->cfg.runtime);
         free(s->cfg.sandbox_shell);
         free(s->cfg.state_dir);
         kiln_strv_done(&s->cfg.ro_paths);
+        json_decref(s->cfg.seccomp);
+        runner_cgroups_done(&s->cfg.cgroups);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);
         free(s);
+}
+
+static const char *oci_notice(struct kiln_build_service *base)
+{
+        struct oci_service *s = (struct oci_service *)base;
+        return s->notice;
 }
 
 static const struct kiln_build_service_ops oci_ops = {
         .name = "oci",
         .build = oci_build,
         .free = oci_free,
+        .notice = oci_notice,
 };
 
 static int parse_uint(const char *url, const char *key, const char *v, uint64_t max,
@@ -922,6 +972,8 @@ static int parse_options(struct runner_config *cfg, const struct kiln_url *u, co
                 {"keep-failed", 0, 1, &keep},
                 {"subid", 1, UINT32_MAX - 1, &subid},
                 {"scratch-size", 0, UINT64_MAX, &cfg->scratch_size},
+                {"memory-max", 0, UINT64_MAX, &cfg->memory_max},
+                {"pids-max", 0, UINT32_MAX, &cfg->pids_max},
         };
         for (size_t i = 0; i < KILN_ARRAY_SIZE(nums); i++) {
                 _cleanup_free_ char *v = kiln_url_query_get(u, nums[i].key);
@@ -1020,7 +1072,8 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
         static const char *const allowed[] = {
                 "runtime",      "concurrency", "timeout",      "max-silent-time",
                 "max-log-size", "keep-failed", "sandbox-shell", "subid",
-                "scratch-size", "ro-paths",    NULL};
+                "scratch-size", "ro-paths",    "memory-max",   "pids-max",
+                NULL};
         int r = kiln_url_query_check(u, allowed, url, err);
         if (r < 0)
                 return r;
@@ -1041,6 +1094,15 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
         cfg->max_log = DEFAULT_MAX_LOG;
         /* Half the memory: a tmpfs only takes what is written to it. */
         cfg->scratch_size = s->mem_total / 2;
+        /* Room for the host: a build may take three quarters of it. */
+        cfg->memory_max = s->mem_total / 4 * 3;
+        cfg->pids_max = DEFAULT_PIDS_MAX;
+        cfg->seccomp = runner_seccomp_oci();
+        runner_cgroups_detect(&cfg->cgroups);
+        if (cfg->cgroups.mode == RUNNER_CG_NONE)
+                s->notice = kiln_asprintf("builds run without cgroups (%s): a build's processes "
+                                          "are bounded by RLIMIT_NPROC, its memory is not",
+                                          cfg->cgroups.why_none);
         if ((r = parse_options(cfg, u, url, err)) < 0 || (r = runner_idmaps_init(cfg, err)) < 0 ||
             (r = prepare_dirs(s, err)) < 0) {
                 oci_free(&s->base);

@@ -20,6 +20,16 @@ struct runner_ids {
         uint32_t build_uid, build_gid; /* container 1000 / 100 */
 };
 
+struct runner_cgroup;
+
+/* How builds are limited on this host (cgroup.c). */
+enum runner_cgroup_mode { RUNNER_CG_NONE, RUNNER_CG_V1, RUNNER_CG_V2 };
+struct runner_cgroups {
+        enum runner_cgroup_mode mode;
+        char *v2;       /* the unified hierarchy's mount point (v2) */
+        char *why_none; /* why no cgroups can be used (none) */
+};
+
 /* Service-wide settings, from the oci:// URL. */
 struct runner_config {
         char *bundle_root;   /* absolute */
@@ -29,11 +39,15 @@ struct runner_config {
         unsigned timeout;     /* seconds, 0 = none */
         unsigned max_silent;  /* seconds without output, 0 = no limit */
         uint64_t max_log;     /* bytes of stdout + stderr, 0 = no limit */
+        uint64_t memory_max;  /* bytes per build, 0 = no limit */
+        uint64_t pids_max;    /* processes per build, 0 = no limit */
         bool keep_failed;
         uint32_t fallback_subid; /* start of kiln's range when /etc/sub[ug]id has none */
         uint64_t scratch_size;   /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
         struct kiln_strv ro_paths; /* the allow-list for available_ro_paths, sorted */
         char *state_dir;     /* the runtime's --root */
+        json_t *seccomp;     /* the spec's linux.seccomp, made once */
+        struct runner_cgroups cgroups;
         /* Subordinate id ranges (start, count) of the running user. */
         uint32_t subuid, subuid_count, subgid, subgid_count;
 };
@@ -66,7 +80,47 @@ const char *runner_scratch_prefix(const struct kiln_build_request *r, const char
                                   const char **rest);
 /* The runtime spec (config.json) for a request (§10.4 with kiln's fixes). */
 json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
-                    const struct kiln_build_request *r);
+                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r);
+
+/* --- cgroup.c --- */
+
+/* One build's cgroup: kiln/<name> in each hierarchy used, with the limits,
+ * and the leaf kiln/<name>/c where its processes go. */
+struct runner_cgroup {
+        const struct runner_cgroups *cg;
+        char *name;
+        char *dirs[2]; /* v2: the one directory; v1: memory, pids */
+        size_t n_dirs;
+};
+/* Chooses v2, v1 or none for this host (never fails; none sets why_none). */
+void runner_cgroups_detect(struct runner_cgroups *cg);
+void runner_cgroups_done(struct runner_cgroups *cg);
+/* Creates the build's cgroup with its limits (0 = none), and the leaf if
+ * make_leaf (the OCI runtime makes its own). Without cgroups, does nothing.
+ * *ret is to be released with runner_cgroup_done whatever the outcome. */
+int runner_cgroup_create(const struct runner_cgroups *cg, const char *name, uint64_t memory_max,
+                         uint64_t pids_max, bool make_leaf, struct runner_cgroup *ret,
+                         struct kiln_error **err);
+/* The leaf as an OCI cgroupsPath, or NULL without cgroups. */
+char *runner_cgroup_runtime_path(const struct runner_cgroup *c);
+/* The cgroup.procs files of the leaf, to which a process adds itself. */
+size_t runner_cgroup_procs(const struct runner_cgroup *c, char *ret[2]);
+/* Whether the build hit its process limit, and whether it ran out of
+ * memory (in v1: reached its limit; the caller checks it was killed). */
+bool runner_cgroup_pids_hit(const struct runner_cgroup *c);
+bool runner_cgroup_oom(const struct runner_cgroup *c);
+/* Kills every process of the build. */
+void runner_cgroup_kill(const struct runner_cgroup *c);
+/* Kills what is left and removes the cgroup from every hierarchy. */
+void runner_cgroup_done(struct runner_cgroup *c);
+
+/* --- seccomp.c --- */
+
+/* The system call policy as the OCI spec's linux.seccomp object. */
+json_t *runner_seccomp_oci(void);
+/* The policy as BPF for seccomp(2): appended to *out as programs to install
+ * in order, each a u32 instruction count and its struct sock_filter array. */
+int runner_seccomp_bpf(struct kiln_buf *out, struct kiln_error **err);
 
 /* --- runtime.c --- */
 
@@ -94,6 +148,7 @@ enum runner_stop {
         RUNNER_SILENT,    /* no output for max_silent seconds */
         RUNNER_LOG_FULL,  /* more than max_log bytes of output */
         RUNNER_CANCELLED, /* the cancel fd became readable */
+        RUNNER_PIDS,      /* the check found the process limit reached */
 };
 
 /* The last bytes a build wrote to one stream, for failure messages. */
@@ -113,6 +168,10 @@ struct runner_watch {
         int cancel_fd;        /* -1 = none */
         unsigned timeout, max_silent;
         uint64_t max_log;
+        /* Called about every 250 ms while the build runs: true stops it
+         * with RUNNER_PIDS. NULL = no check. */
+        bool (*pids_hit)(const struct runner_cgroup *c);
+        const struct runner_cgroup *cgroup;
         struct runner_tail out_tail, err_tail;
         uint64_t logged; /* bytes of output seen */
 };

@@ -97,7 +97,8 @@ static json_t *idmaps(const struct idmap *m, size_t n)
         return a;
 }
 
-static json_t *process(const struct kiln_build_request *r)
+static json_t *process(const struct runner_config *cfg, const struct runner_cgroup *cgroup,
+                       const struct kiln_build_request *r)
 {
         json_t *env = json_array();
         for (size_t i = 0; i < r->n_env; i++) {
@@ -124,11 +125,18 @@ static json_t *process(const struct kiln_build_request *r)
                               "RLIMIT_NOFILE", "hard", 1024, "soft", 1024, "type", "RLIMIT_CORE",
                               "hard", 0, "soft", 0, "noNewPrivileges", 1);
         free(cwd);
+        /* Without cgroups, the build user (unique to the slot) may own this
+         * many processes. */
+        if (cfg->pids_max && !cgroup->n_dirs)
+                json_array_append_new(json_object_get(p, "rlimits"),
+                                      json_pack("{s:s,s:I,s:I}", "type", "RLIMIT_NPROC", "hard",
+                                                (json_int_t)cfg->pids_max, "soft",
+                                                (json_int_t)cfg->pids_max));
         return p;
 }
 
 json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
-                    const struct kiln_build_request *r)
+                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r)
 {
         const struct kiln_build_constraints *c = &r->constraints;
         bool network = c->present && c->network_access;
@@ -202,9 +210,15 @@ json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *id
                 "gidMappings", idmaps(gids, 2), "resources", "devices", "namespaces", ns,
                 "maskedPaths", strings(masked_paths, KILN_ARRAY_SIZE(masked_paths)),
                 "readonlyPaths", strings(readonly_paths, KILN_ARRAY_SIZE(readonly_paths)));
+        json_object_set(linux_, "seccomp", cfg->seccomp);
+        /* The build's leaf cgroup, below the one holding its limits. */
+        char *cg_path = runner_cgroup_runtime_path(cgroup);
+        if (cg_path)
+                json_object_set_new(linux_, "cgroupsPath", json_string(cg_path));
+        free(cg_path);
 
         return json_pack("{s:s,s:s,s:{},s:{s:s,s:b},s:o,s:o,s:o}", "ociVersion", "1.0.2-dev",
                          "hostname", "localhost", "annotations", "root", "path", "root",
-                         "readonly", 1, "process", process(r), "mounts", mounts, "linux",
+                         "readonly", 1, "process", process(cfg, cgroup, r), "mounts", mounts, "linux",
                          linux_);
 }

@@ -12,6 +12,8 @@
 /* Bytes read per read(): a pipe holds 64 KiB, a small buffer on the thread's
  * stack costs fewer fresh pages per build (PLATFORM: page faults). */
 #define READ_SIZE (16 * 1024)
+/* Seconds between checks of the process limit (v1 has no notification). */
+#define CHECK_INTERVAL 0.25
 
 static double now(void)
 {
@@ -117,7 +119,7 @@ int runner_watch_run(struct runner_watch *w, struct kiln_error **err)
         if ((w->out_fd >= 0 && fcntl(w->out_fd, F_SETFL, O_NONBLOCK) < 0) ||
             (w->err_fd >= 0 && fcntl(w->err_fd, F_SETFL, O_NONBLOCK) < 0))
                 return kiln_error_errno(err, errno, "watch the build's output");
-        double start = now(), last_output = start;
+        double start = now(), last_output = start, next_check = start + CHECK_INTERVAL;
         double deadline = w->timeout ? start + w->timeout : 0;
         for (;;) {
                 double t = now(), wake = 0;
@@ -125,6 +127,15 @@ int runner_watch_run(struct runner_watch *w, struct kiln_error **err)
                         if (t >= deadline)
                                 return RUNNER_TIMEOUT;
                         wake = deadline;
+                }
+                if (w->pids_hit) {
+                        if (t >= next_check) {
+                                if (w->pids_hit(w->cgroup))
+                                        return RUNNER_PIDS;
+                                next_check = t + CHECK_INTERVAL;
+                        }
+                        if (!wake || next_check < wake)
+                                wake = next_check;
                 }
                 if (w->max_silent) {
                         double quiet_end = last_output + w->max_silent;
