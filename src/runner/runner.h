@@ -1,10 +1,13 @@
-/* Internals of the OCI runner shared by its files. */
+/* Internals of the build runner: one service (slots, bundles, inputs,
+ * limits, outputs) and two backends that start the sandbox, the OCI runtime
+ * (oci://) and kiln's own (sandbox://). */
 #pragma once
 
 #include <jansson.h>
+#include <pthread.h>
 #include <sys/types.h>
 
-#include <kiln/build.h>
+#include <kiln/buildsvc.h>
 
 /* One id mapping entry of the runtime spec. */
 struct idmap {
@@ -33,7 +36,6 @@ struct runner_cgroups {
 /* Service-wide settings, from the oci:// URL. */
 struct runner_config {
         char *bundle_root;   /* absolute */
-        char *runtime;       /* "runc" or "crun" */
         char *sandbox_shell; /* static shell bind-mounted at /bin/sh */
         unsigned concurrency;
         unsigned timeout;     /* seconds, 0 = none */
@@ -45,11 +47,17 @@ struct runner_config {
         uint32_t fallback_subid; /* start of kiln's range when /etc/sub[ug]id has none */
         uint64_t scratch_size;   /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
         struct kiln_strv ro_paths; /* the allow-list for available_ro_paths, sorted */
-        char *state_dir;     /* the runtime's --root */
-        json_t *seccomp;     /* the spec's linux.seccomp, made once */
         struct runner_cgroups cgroups;
         /* Subordinate id ranges (start, count) of the running user. */
         uint32_t subuid, subuid_count, subgid, subgid_count;
+};
+
+/* The limits the watcher enforces; see watch.c. */
+struct runner_cgroup {
+        const struct runner_cgroups *cg;
+        char *name;
+        char *dirs[2]; /* v2: the one directory; v1: memory, pids */
+        size_t n_dirs;
 };
 
 /* --- idmap.c --- */
@@ -65,34 +73,23 @@ int runner_idmaps_init(struct runner_config *cfg, struct kiln_error **err);
 /* The host ids of slot `slot` (< cfg->concurrency). */
 void runner_slot_ids(const struct runner_config *cfg, unsigned slot, struct runner_ids *ret);
 
-/* --- spec.c --- */
+/* --- oci_spec.c --- */
 
-/* The directory of the scratch space that is the build's /tmp (scratch
- * directories themselves have 56-character base32 names). */
-#define RUNNER_SCRATCH_TMP "tmp"
-
-/* The name of a scratch directory: RFC 4648 base32 of BLAKE3(path) (§10.3).
- * buf must hold 57 bytes. */
-char *runner_scratch_name(const char *path, char buf[57]);
-/* The longest scratch path that is a component-wise prefix of path (§10.5),
- * or NULL; *rest gets the remainder (without a leading '/'). */
-const char *runner_scratch_prefix(const struct kiln_build_request *r, const char *path,
-                                  const char **rest);
 /* The runtime spec (config.json) for a request (§10.4 with kiln's fixes). */
-json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
-                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r);
+struct oci_config;
+json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc,
+                    const struct runner_ids *ids, const struct runner_cgroup *cgroup,
+                    const struct kiln_build_request *r);
+/* Paths of /proc a build may not read, and those it may only read. */
+extern const char *const runner_masked_paths[];
+extern const size_t runner_n_masked_paths;
+extern const char *const runner_readonly_paths[];
+extern const size_t runner_n_readonly_paths;
 
 /* --- cgroup.c --- */
 
-/* One build's cgroup: kiln/<name> in each hierarchy used, with the limits,
- * and the leaf kiln/<name>/c where its processes go. */
-struct runner_cgroup {
-        const struct runner_cgroups *cg;
-        char *name;
-        char *dirs[2]; /* v2: the one directory; v1: memory, pids */
-        size_t n_dirs;
-};
-/* Chooses v2, v1 or none for this host (never fails; none sets why_none). */
+/* One build's cgroup (struct runner_cgroup): kiln/<name> in each hierarchy
+ * used, with the limits, and the leaf kiln/<name>/c where its processes go. *//* Chooses v2, v1 or none for this host (never fails; none sets why_none). */
 void runner_cgroups_detect(struct runner_cgroups *cg);
 void runner_cgroups_done(struct runner_cgroups *cg);
 /* Creates the build's cgroup with its limits (0 = none), and the leaf if
@@ -122,22 +119,38 @@ json_t *runner_seccomp_oci(void);
  * in order, each a u32 instruction count and its struct sock_filter array. */
 int runner_seccomp_bpf(struct kiln_buf *out, struct kiln_error **err);
 
-/* --- runtime.c --- */
+/* --- spawn.c --- */
 
-struct runtime_run {
-        pid_t pid;   /* the runtime process */
-        int pidfd;
-        char *id;
+/* A program to start: stdin is an empty pipe (never the host's /dev/null,
+ * which crun would chown to the build user), stdout and stderr the given fds
+ * or /dev/null (-1), extra_fds become fds 3 and 4 (-1 = none). */
+struct runner_spawn {
+        char *const *argv;
+        int out_fd, err_fd;
+        int extra_fds[2];
+        /* in a private mount namespace without /sys/fs/cgroup/unified, which
+         * crun needs on a hybrid layout (PLATFORM) */
+        bool private_unified;
 };
-/* Starts `<runtime> --root <state> run --bundle <bundle> <id>` with stdin
- * from an empty pipe and stdout/stderr into the given fds. */
-int runtime_start(const struct runner_config *cfg, const char *bundle, const char *id,
-                  int out_fd, int err_fd, struct runtime_run *ret, struct kiln_error **err);
-/* Kills the container and waits for the runtime to exit. */
-void runtime_kill(const struct runner_config *cfg, struct runtime_run *run);
+/* Returns the pid (> 0) or -errno. */
+pid_t runner_spawn(const struct runner_spawn *sp, struct kiln_error **err);
+
+/* --- oci_runtime.c --- */
+
+/* The OCI backend's settings (the service's backend_data). */
+struct oci_config {
+        char *runtime;   /* "runc" or "crun" */
+        char *state_dir; /* the runtime's --root */
+        json_t *seccomp; /* the spec's linux.seccomp, made once */
+};
+/* Starts `<runtime> --root <state> run --bundle <bundle> <id>` with stdout
+ * and stderr into the given fds; *ret_pidfd is a pidfd of the runtime. */
+int runtime_start(const struct oci_config *oc, const char *bundle, const char *id, int out_fd,
+                  int err_fd, pid_t *ret_pid, int *ret_pidfd, struct kiln_error **err);
+/* Kills the container, then the runtime process, and reaps it. */
+void runtime_kill(const struct oci_config *oc, const char *id, pid_t pid, int pidfd);
 /* Removes the runtime's state of the container (delete --force). */
-void runtime_delete(const struct runner_config *cfg, const char *id);
-void runtime_run_done(struct runtime_run *run);
+void runtime_delete(const struct oci_config *oc, const char *id);
 
 /* --- watch.c --- */
 
@@ -179,3 +192,119 @@ struct runner_watch {
  * reaps it) while copying both pipes into the logs and the tails, or for a
  * limit or the cancel fd. Returns the reason (>= 0) or a negative errno. */
 int runner_watch_run(struct runner_watch *w, struct kiln_error **err);
+
+/* --- the service (service.c) --- */
+
+struct runner_service;
+struct runner_build;
+struct kiln_url;
+
+/* What differs between the two ways of starting a sandbox. */
+struct runner_backend {
+        const char *scheme; /* "oci", "sandbox" */
+        /* The sandbox makes the build's leaf cgroup itself (the OCI runtime
+         * makes and removes its own). */
+        bool own_cgroup_leaf;
+        /* At service start, after the common options: its own options of u
+         * and its state (NULL = nothing to do). */
+        int (*init)(struct runner_service *s, const struct kiln_url *u, const char *url,
+                    struct kiln_error **err);
+        void (*done)(struct runner_service *s);
+        /* Starts the build command with stdout and stderr into the given
+         * fds (the caller closes its copies); sets b->pid and b->pidfd. */
+        int (*start)(struct runner_build *b, int out_fd, int err_fd, struct kiln_error **err);
+        /* Kills what runs and reaps b->pid (then 0). */
+        void (*kill)(struct runner_build *b);
+        /* Releases what the backend keeps of a build whose process was
+         * reaped (runtime state); called once, whatever happened. */
+        void (*release)(struct runner_build *b);
+        /* When the build failed (`what`: "exited with status 1", …): the
+         * message of a failure of the sandbox itself (not of the build
+         * command), or NULL. */
+        char *(*setup_failure)(struct runner_build *b, const char *what);
+};
+
+extern const struct runner_backend runner_oci_backend;
+
+struct runner_waiter {
+        struct runner_waiter *next;
+};
+
+struct runner_service {
+        struct kiln_build_service base;
+        const struct runner_backend *backend;
+        void *backend_data;
+        struct runner_config cfg;
+        struct kiln_blob_service *blobs;
+        struct kiln_directory_service *dirs;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned running;
+        struct runner_waiter *head, *tail;
+        char systems[2][80];
+        uint64_t mem_total;
+        /* Removing a bundle takes milliseconds of unlinks: a finished
+         * build's bundle is renamed into .state/trash at once and removed by
+         * this thread, so the answer need not wait. Freeing the service
+         * waits for the trash to be empty. */
+        pthread_t cleaner;
+        bool cleaner_running, cleaner_stop;
+        pthread_cond_t trash_cond;
+        char **trash;
+        size_t n_trash;
+        char *trash_dir;
+        char *notice;
+};
+
+/* One build, from its slot to its cleanup. */
+struct runner_build {
+        struct runner_service *svc;
+        const struct kiln_build_request *req;
+        const struct kiln_build_call *call;
+        struct runner_ids ids;
+        struct runner_cgroup cgroup;
+        char id[37];
+        char *dir; /* <bundle root>/<id> */
+        int dir_fd;
+        bool scratch_mounted;
+        struct kiln_fuse *fuse;
+        pid_t pid; /* what start() started, 0 once reaped */
+        int pidfd;
+        bool started;
+        void *backend_state;
+        int out_log, err_log; /* stdout.log, stderr.log in the bundle */
+        struct runner_watch watch;
+};
+
+/* --- bundle.c --- */
+
+/* The directory of the scratch space that is the build's /tmp (scratch
+ * directories themselves have 56-character base32 names). */
+#define RUNNER_SCRATCH_TMP "tmp"
+
+/* The name of a scratch directory: RFC 4648 base32 of BLAKE3(path) (§10.3).
+ * buf must hold 57 bytes. */
+char *runner_scratch_name(const char *path, char buf[57]);
+/* The longest scratch path that is a component-wise prefix of path (§10.5),
+ * or NULL; *rest gets the remainder (without a leading '/'). */
+const char *runner_scratch_prefix(const struct kiln_build_request *r, const char *path,
+                                  const char **rest);
+/* Opens a directory below dirfd without following any symlink on the way:
+ * the build controls everything under scratch. Returns the fd or -errno. */
+int runner_open_beneath(int dirfd, const char *path, int flags);
+/* The host directory of a scratch path, opened (fd or -errno). */
+int runner_scratch_fd(struct runner_build *b, const char *scratch_path);
+/* Creates <bundle root>/<id> with root/etc, dev/, the scratch space, the
+ * additional files and the logs; the cgroup too. */
+int runner_bundle_make(struct runner_build *b, struct kiln_error **err);
+/* Mounts the inputs' FUSE filesystem at <bundle>/inputs. */
+int runner_bundle_mount_inputs(struct runner_build *b, struct kiln_error **err);
+/* Writes `data` to a new file name below dirfd. */
+int runner_write_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                         struct kiln_error **err);
+
+/* --- outputs.c --- */
+
+/* Ingests every output of the build with reference scanning (§10.7). */
+int runner_ingest_outputs(struct runner_build *b, struct kiln_build *ret,
+                          struct kiln_error **err);

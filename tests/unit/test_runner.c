@@ -122,6 +122,7 @@ static void test_spec(void **state)
                                     .subgid_count = 65536};
         struct runner_ids ids;
         struct runner_cgroup cg = {0};
+        struct oci_config oc = {.runtime = "runc", .seccomp = runner_seccomp_oci()};
         runner_slot_ids(&cfg, 3, &ids);
         assert_int_equal(ids.root_uid, 100006);
         assert_int_equal(ids.build_uid, 100007);
@@ -139,7 +140,7 @@ static void test_spec(void **state)
         struct kiln_build_request r;
         assert_ok(kiln_build_request_from_json(j, &r, &err), err);
         json_decref(j);
-        json_t *spec = runner_spec(&cfg, &ids, &cg, &r);
+        json_t *spec = runner_spec(&cfg, &oc, &ids, &cg, &r);
 
         json_t *p = json_object_get(spec, "process");
         assert_true(json_is_false(json_object_get(p, "terminal")));
@@ -207,12 +208,13 @@ static void test_spec(void **state)
 
         /* with network access: no network namespace, host resolv.conf/hosts */
         r.constraints.network_access = true;
-        spec = runner_spec(&cfg, &ids, &cg, &r);
+        spec = runner_spec(&cfg, &oc, &ids, &cg, &r);
         ns = json_object_get(json_object_get(spec, "linux"), "namespaces");
         json_array_foreach(ns, i, n)
                 assert_string_not_equal(json_string_value(json_object_get(n, "type")), "network");
         assert_non_null(find_mount(spec, "/etc/hosts"));
         json_decref(spec);
+        json_decref(oc.seccomp);
         kiln_build_request_done(&r);
 }
 

@@ -6,59 +6,23 @@
  * /tmp inside the bounded scratch space. */
 #include <sys/stat.h>
 
-#include <kiln/base64.h>
-
 #include "runner.h"
 
 /* Kernel interfaces a build has no business reading (root-only counters,
  * kernel memory, key tables): covered by the runtime with /dev/null or an
  * empty read-only tmpfs. Paths missing on a kernel are skipped. */
-static const char *const masked_paths[] = {
+const char *const runner_masked_paths[] = {
         "/proc/acpi",        "/proc/asound",      "/proc/kcore",       "/proc/keys",
         "/proc/key-users",   "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
         "/proc/sched_debug", "/proc/scsi",        "/proc/slabinfo",    "/proc/kpageflags",
         "/proc/kpagecount",  "/proc/kpagecgroup", "/proc/kallsyms",    "/proc/vmallocinfo",
 };
 
-static const char *const readonly_paths[] = {
+const char *const runner_readonly_paths[] = {
         "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
-
-char *runner_scratch_name(const char *path, char buf[57])
-{
-        struct kiln_digest d;
-        kiln_digest_of(path, strlen(path), &d);
-        kiln_base32_encode(d.b, sizeof(d.b), buf);
-        return buf;
-}
-
-/* Is `prefix` a component-wise prefix of `path`? ("" prefixes everything.) */
-static bool component_prefix(const char *prefix, const char *path, const char **rest)
-{
-        size_t n = strlen(prefix);
-        if (n == 0) {
-                *rest = path;
-                return true;
-        }
-        if (strncmp(prefix, path, n) != 0 || (path[n] != '\0' && path[n] != '/'))
-                return false;
-        *rest = path[n] == '/' ? path + n + 1 : path + n;
-        return true;
-}
-
-const char *runner_scratch_prefix(const struct kiln_build_request *r, const char *path,
-                                  const char **rest)
-{
-        const char *best = NULL;
-        for (size_t i = 0; i < r->scratch_paths.n; i++) {
-                const char *p = r->scratch_paths.v[i], *rr;
-                if (component_prefix(p, path, &rr) && (!best || strlen(p) > strlen(best))) {
-                        best = p;
-                        *rest = rr;
-                }
-        }
-        return best;
-}
+const size_t runner_n_masked_paths = KILN_ARRAY_SIZE(runner_masked_paths);
+const size_t runner_n_readonly_paths = KILN_ARRAY_SIZE(runner_readonly_paths);
 
 static json_t *strings(const char *const *v, size_t n)
 {
@@ -135,8 +99,9 @@ static json_t *process(const struct runner_config *cfg, const struct runner_cgro
         return p;
 }
 
-json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
-                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r)
+json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc,
+                    const struct runner_ids *ids, const struct runner_cgroup *cgroup,
+                    const struct kiln_build_request *r)
 {
         const struct kiln_build_constraints *c = &r->constraints;
         bool network = c->present && c->network_access;
@@ -208,9 +173,9 @@ json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *id
         json_t *linux_ = json_pack(
                 "{s:o,s:o,s:{s:[]},s:o,s:o,s:o}", "uidMappings", idmaps(uids, 2),
                 "gidMappings", idmaps(gids, 2), "resources", "devices", "namespaces", ns,
-                "maskedPaths", strings(masked_paths, KILN_ARRAY_SIZE(masked_paths)),
-                "readonlyPaths", strings(readonly_paths, KILN_ARRAY_SIZE(readonly_paths)));
-        json_object_set(linux_, "seccomp", cfg->seccomp);
+                "maskedPaths", strings(runner_masked_paths, runner_n_masked_paths),
+                "readonlyPaths", strings(runner_readonly_paths, runner_n_readonly_paths));
+        json_object_set(linux_, "seccomp", oc->seccomp);
         /* The build's leaf cgroup, below the one holding its limits. */
         char *cg_path = runner_cgroup_runtime_path(cgroup);
         if (cg_path)
