@@ -19,7 +19,8 @@ int cli_build_service_open(struct cli_stores *s, const char *url,
                 u = kiln_strdup(getenv("BUILD_SERVICE_ADDR"));
         else {
                 _cleanup_free_ char *home = kiln_home();
-                u = kiln_asprintf("oci://%s/bundles", home);
+                _cleanup_free_ char *root = kiln_asprintf("%s/bundles", home);
+                u = kiln_runner_default_url(root);
         }
         kiln_runner_register();
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;

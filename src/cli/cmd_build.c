@@ -7,8 +7,9 @@ static const char usage[] =
         "usage: kiln build [options] [REQUEST.json|-]\n"
         "Sends a proto3 JSON BuildRequest (from the file, or stdin) to the build service\n"
         "and prints the resulting Build as JSON.\n\n"
-        "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default: the\n"
-        "                                local OCI runner oci://$KILN_HOME/bundles)\n"
+        "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
+        "                                sandbox://$KILN_HOME/bundles, or oci:// where\n"
+        "                                user namespaces are off)\n"
         "  --timeout SECONDS             kill the build after this long\n" CLI_STORE_USAGE;
 
 int cmd_build(int argc, char **argv)

@@ -26,7 +26,8 @@ static const char usage[] =
         "                                (default: $KILN_HOME/" DEFAULT_SOCKET ", mode 0600;\n"
         "                                TCP only when asked for)\n" CLI_STORE_USAGE
         "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
-        "                                the OCI runner oci://$KILN_HOME/bundles)\n"
+        "                                sandbox://$KILN_HOME/bundles, or oci:// where\n"
+        "                                user namespaces are off)\n"
         "  --max-calls N                 calls served at once (default 256)\n\n"
         "Prints \"listening on ADDR\" once ready. Set KILN_LOG=debug to log every call.\n";
 

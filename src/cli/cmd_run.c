@@ -22,7 +22,7 @@ static const char usage[] =
         "  --bin-sh                      provide a static /bin/sh\n"
         "  --timeout SECONDS             kill the build after this long\n"
         "  --export DIR                  write the outputs to DIR/<basename>\n"
-        "  --build-service-addr URL      build service (default: the local OCI runner)\n"
+        "  --build-service-addr URL      build service (default: kiln's sandbox, see kiln build)\n"
         CLI_STORE_USAGE;
 
 static int cmp_str(const void *a, const void *b)

@@ -68,7 +68,9 @@ int runner_write_file_at(int dirfd, const char *name, const void *data, size_t l
         return 0;
 }
 
-/* The user database Nix provides in its sandbox, plus localhost. */
+/* The user database Nix provides in its sandbox, plus localhost. A build
+ * with network access also gets Nix's nsswitch.conf, and mount points for
+ * the host's resolv.conf and services (and hosts, over this one). */
 static int write_etc(struct runner_build *b, struct kiln_error **err)
 {
         static const char passwd[] = "root:x:0:0:Nix build user:/build:/noshell\n"
@@ -93,6 +95,15 @@ static int write_etc(struct runner_build *b, struct kiln_error **err)
         if ((r = runner_write_file_at(etc, "passwd", passwd, sizeof(passwd) - 1, 0644, err)) < 0 ||
             (r = runner_write_file_at(etc, "group", group, sizeof(group) - 1, 0644, err)) < 0 ||
             (r = runner_write_file_at(etc, "hosts", hosts, sizeof(hosts) - 1, 0644, err)) < 0)
+                return r;
+        const struct kiln_build_constraints *c = &b->req->constraints;
+        if (!c->present || !c->network_access)
+                return 0;
+        static const char nsswitch[] = "hosts: files dns\nservices: files\n";
+        if ((r = runner_write_file_at(etc, "nsswitch.conf", nsswitch, sizeof(nsswitch) - 1, 0644,
+                                      err)) < 0 ||
+            (r = runner_write_file_at(etc, "resolv.conf", "", 0, 0644, err)) < 0 ||
+            (r = runner_write_file_at(etc, "services", "", 0, 0644, err)) < 0)
                 return r;
         return 0;
 }

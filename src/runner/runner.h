@@ -225,6 +225,7 @@ struct runner_backend {
 };
 
 extern const struct runner_backend runner_oci_backend;
+extern const struct runner_backend runner_native_backend;
 
 struct runner_waiter {
         struct runner_waiter *next;

@@ -534,7 +534,12 @@ static const struct kiln_build_service_ops oci_ops = {
         .notice = runner_notice,
 };
 
-
+static const struct kiln_build_service_ops sandbox_ops = {
+        .name = "sandbox",
+        .build = runner_build,
+        .free = runner_free,
+        .notice = runner_notice,
+};
 
 static int parse_uint(const char *url, const char *key, const char *v, uint64_t max,
                       uint64_t *ret, struct kiln_error **err)
@@ -700,7 +705,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
                 return r;
 
         struct runner_service *s = kiln_calloc(1, sizeof(*s));
-        s->base.ops = &oci_ops;
+        s->base.ops = backend == &runner_oci_backend ? &oci_ops : &sandbox_ops;
         s->backend = backend;
         s->blobs = blobs;
         s->dirs = dirs;
@@ -741,7 +746,15 @@ static int oci_new(const struct kiln_url *u, const char *url, struct kiln_blob_s
         return runner_new(&runner_oci_backend, u, url, blobs, dirs, ret, err);
 }
 
+static int sandbox_new(const struct kiln_url *u, const char *url,
+                       struct kiln_blob_service *blobs, struct kiln_directory_service *dirs,
+                       struct kiln_build_service **ret, struct kiln_error **err)
+{
+        return runner_new(&runner_native_backend, u, url, blobs, dirs, ret, err);
+}
+
 void kiln_runner_register(void)
 {
         kiln_build_service_register("oci", oci_new);
+        kiln_build_service_register("sandbox", sandbox_new);
 }

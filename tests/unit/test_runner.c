@@ -239,8 +239,11 @@ struct fx {
         struct kiln_node busybox;
 };
 
+/* *state is the scheme of the backend to build with: every library build
+ * runs on both. */
 static int fx_setup(void **state)
 {
+        const char *scheme = *state;
         struct fx *f = calloc(1, sizeof(*f));
         strcpy(f->dir, "/tmp/kiln-runner.XXXXXX");
         assert_non_null(mkdtemp(f->dir));
@@ -249,8 +252,8 @@ static int fx_setup(void **state)
         assert_ok(kiln_blob_service_open("memory://", &f->blobs, &err), err);
         assert_ok(kiln_directory_service_open("memory://", &f->dirs, &err), err);
         kiln_runner_register();
-        char *url = kiln_asprintf("oci://%s/bundles?concurrency=2&ro-paths=/etc/hostname",
-                                  f->dir);
+        char *url = kiln_asprintf("%s://%s/bundles?concurrency=2&ro-paths=/etc/hostname",
+                                  scheme, f->dir);
         assert_ok(kiln_build_service_open(url, f->blobs, f->dirs, &f->svc, &err), err);
         free(url);
         struct kiln_import_options o = {.blobs = f->blobs, .dirs = f->dirs, .threads = 1};
@@ -388,9 +391,14 @@ int main(void)
                 cmocka_unit_test(test_scratch_prefix),
                 cmocka_unit_test(test_subid),
                 cmocka_unit_test(test_spec),
-                cmocka_unit_test_setup_teardown(test_build_library, fx_setup, fx_teardown),
-                cmocka_unit_test_setup_teardown(test_build_library_failures, fx_setup,
-                                                fx_teardown),
+                cmocka_unit_test_prestate_setup_teardown(test_build_library, fx_setup,
+                                                         fx_teardown, "oci"),
+                cmocka_unit_test_prestate_setup_teardown(test_build_library_failures, fx_setup,
+                                                         fx_teardown, "oci"),
+                cmocka_unit_test_prestate_setup_teardown(test_build_library, fx_setup,
+                                                         fx_teardown, "sandbox"),
+                cmocka_unit_test_prestate_setup_teardown(test_build_library_failures, fx_setup,
+                                                         fx_teardown, "sandbox"),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
