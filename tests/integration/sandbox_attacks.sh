@@ -197,12 +197,13 @@ output_refused() {
 }
 
 # A request for `kiln build` (kiln_request FILE COMMAND-JSON OUTPUTS-JSON
-# RO-PATHS-JSON), with the attack program and busybox as inputs.
+# RO-PATHS-JSON), with the attack program and busybox as inputs and the
+# environment $REQ_ENV (PATH=/bin unless the case sets it).
 kiln_request() {
 	cat >"$1" <<JSON
 {"inputs": [$ATTACK_NODE, $BB_NODE], "commandArgs": $2,
  "workingDir": "build", "scratchPaths": ["build", "out"], "inputsDir": "inputs",
- "outputs": $3, "environmentVars": [{"key": "PATH", "value": "$(b64 /bin)"}],
+ "outputs": $3, "environmentVars": $REQ_ENV,
  "constraints": {"system": "x86_64-linux", "availableRoPaths": $4}}
 JSON
 }
@@ -248,10 +249,42 @@ c_setgid_chmod() { attack setgid_chmod && want EPERM; }
 c_setuid_fchmod() { attack setuid_fchmod && want EPERM; }
 c_setuid_fchmodat() { attack setuid_fchmodat && want EPERM; }
 c_setuid_fchmodat2() { attack setuid_fchmodat2 && want EPERM; }
-# Created with the bits: refused, or created without them.
-c_setuid_open() { attack setuid_open && want EPERM stripped; }
-c_setgid_mkdir() { attack setgid_mkdir && want EPERM stripped; }
-c_setuid_mknod() { attack setuid_mknod && want EPERM stripped; }
+# Created with the bits, in an output (seccomp cannot see every way to do
+# that): refused, created without them, or the output refused.
+created_suid() {
+	O="--output out/tree --output out/r"
+	MAYFAIL=1
+	attack "$1" "/out/tree/$2"
+	if [ "$RC" != 0 ]; then
+		output_refused "$2" "$3"
+	elif [ "${VERDICT#*: ESCAPED}" != "$VERDICT" ]; then
+		bad "an output holding a $3 file was accepted (attack printed '$VERDICT')"
+	else
+		want EPERM stripped
+	fi
+}
+c_setuid_open() { created_suid setuid_open evil-open setuid; }
+c_setgid_mkdir() { created_suid setgid_mkdir evil-mkdir setgid; }
+c_setuid_mknod() { created_suid setuid_mknod evil-mknod setuid; }
+# A setuid-root file in the scratch space, which is on the host while the
+# build runs: no such file may appear under the service's directory.
+c_suid_root() {
+	(D="$D/bg" && mkdir -p "$D" && attack suid_root /build/evil-root 15) &
+	bg=$!
+	found="" i=0
+	while [ -z "$found" ] && [ $i -lt 30 ] && kill -0 $bg 2>/dev/null; do
+		found=$(find "$(backend_dir)" -xdev -name evil-root -user 0 -perm -4000 \
+			-printf '%p (mode %m, owner %U:%G)\n' 2>/dev/null | head -1)
+		[ -n "$found" ] || sleep 0.1
+		i=$((i + 1))
+	done
+	for f in $(find "$(backend_dir)" -xdev -name evil-root 2>/dev/null); do : >"$f.done"; done
+	wait $bg
+	ACASE=suid_root
+	VERDICT=$(cat "$D/bg/x/r" "$D/bg/err" 2>/dev/null | grep -m1 "^suid_root: " || true)
+	[ -z "$found" ] || bad "a setuid-root file appeared on the host: $found"
+	want_blocked
+}
 # Whatever got through: the output check refuses setuid/setgid files.
 c_output_setuid() {
 	O="--output out/tree --output out/r"
@@ -374,10 +407,18 @@ c_peer_root() {
 
 # What the build starts with.
 c_fds() { attack fds && want clean; }
+# The environment is the request's, exactly (KILN_ATTACK_LEAK is in kiln's).
 c_env() {
-	X="--env KILN_ATTACK_FOO=bar"
-	attack env HOME=/homeless-shelter KILN_ATTACK_FOO=bar NIX_BUILD_TOP=/build PATH=/bin \
-		TMPDIR=/build && want exact
+	REQ_ENV="[{\"key\": \"KILN_ATTACK_FOO\", \"value\": \"$(b64 bar)\"},
+		{\"key\": \"PATH\", \"value\": \"$(b64 /bin)\"}]"
+	kiln_request "$D/req.json" \
+		'["/inputs/attack", "-o", "/out/r", "env", "KILN_ATTACK_FOO=bar", "PATH=/bin"]' \
+		'["out/r"]' '[]'
+	kbuild "$D/req.json"
+	build_ok || return 1
+	ACASE=env
+	VERDICT=$(kbuild_output 0)
+	want exact
 }
 c_caps() { attack caps && want clean; }
 c_ids() { attack ids && want clean; }
@@ -601,7 +642,7 @@ c_daemon_unix() {
 
 CASES="read_shadow read_kiln_home read_store read_root host_marker write_input
 	setuid_chmod setgid_chmod setuid_fchmod setuid_fchmodat setuid_fchmodat2
-	setuid_open setgid_mkdir setuid_mknod output_setuid output_setgid
+	setuid_open setgid_mkdir setuid_mknod suid_root output_setuid output_setgid
 	xattr_user xattr_capability xattr_trusted xattr_variants
 	mknod_char mount umount userns_unshare userns_clone clone3
 	ptrace_host kill_host proc_sys_write sysrq_trigger proc_kernel_files
@@ -633,7 +674,7 @@ n_failed=0
 run_case() {
 	CASE=$1
 	WHY="" NOTE="" U="" X="" O="--output out/r" LIMIT=90 VERDICT="" ACASE="" RC=""
-	MAYFAIL="" HOST_DEV=""
+	MAYFAIL="" HOST_DEV="" REQ_ENV="[{\"key\": \"PATH\", \"value\": \"$(b64 /bin)\"}]"
 	D="$T/cases/$BACKEND/$CASE"
 	mkdir -p "$D"
 	printf '%s [%s]: ' "$CASE" "$BACKEND"

@@ -173,6 +173,13 @@ static void one(const char *what, long r)
         verdict_from_notes();
 }
 
+static double now_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Runs fn in a child process and returns its result as fn would have
  * (-1 with errno set, or 0): for attacks that, when they work, would leave
  * this process unable to write its verdict (a new root, a new user
@@ -362,8 +369,10 @@ static void case_setuid_fchmodat2(int argc, char **argv)
         mode_change("fchmodat2(04755)", p, syscall(SYS_fchmodat2, AT_FDCWD, p, 04755, 0));
 }
 
-/* Creating with the bits set, no chmod at all. The sandbox holds when the
- * call fails or the bits are gone. */
+/* Creating with the bits set, no chmod at all, at PATH (an output, so that
+ * the output check is the last line of defence when the kernel keeps the
+ * bits). The sandbox holds when the call fails, the bits are gone, or the
+ * service refuses the output (the test's part). */
 static void created_with(const char *what, const char *path, long r)
 {
         struct stat st;
@@ -376,32 +385,80 @@ static void created_with(const char *what, const char *path, long r)
                 return;
         }
         if (st.st_mode & (S_ISUID | S_ISGID))
-                escaped("%s created mode %04o", what, (unsigned)(st.st_mode & 07777));
+                escaped("%s created mode %04o at %s", what, (unsigned)(st.st_mode & 07777), path);
         else
                 blocked_why("stripped");
 }
 
+/* The parent directory of path, created (one level) if missing. */
+static void make_parent(const char *path)
+{
+        char dir[256];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = '\0';
+                mkdir(dir, 0755);
+        }
+}
+
 static void case_setuid_open(int argc, char **argv)
 {
-        (void)argc, (void)argv;
-        unlink("/build/suid");
-        created_with("open(O_CREAT, 06755)", "/build/suid",
-                     open("/build/suid", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 06755));
+        if (need_args(argc, 2, "setuid_open PATH") < 0)
+                return;
+        make_parent(argv[1]);
+        created_with("open(O_CREAT, 06755)", argv[1],
+                     open(argv[1], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 06755));
 }
 
 static void case_setgid_mkdir(int argc, char **argv)
 {
-        (void)argc, (void)argv;
-        rmdir("/build/sgid");
-        created_with("mkdir(06755)", "/build/sgid", mkdir("/build/sgid", 06755));
+        if (need_args(argc, 2, "setgid_mkdir PATH") < 0)
+                return;
+        make_parent(argv[1]);
+        created_with("mkdir(06755)", argv[1], mkdir(argv[1], 06755));
 }
 
 static void case_setuid_mknod(int argc, char **argv)
 {
-        (void)argc, (void)argv;
-        unlink("/build/suid");
-        created_with("mknod(S_IFREG|06755)", "/build/suid",
-                     mknod("/build/suid", S_IFREG | 06755, 0));
+        if (need_args(argc, 2, "setuid_mknod PATH") < 0)
+                return;
+        make_parent(argv[1]);
+        created_with("mknod(S_IFREG|06755)", argv[1], mknod(argv[1], S_IFREG | 06755, 0));
+}
+
+/* suid_root PATH SECONDS: a file owned by root with the setuid bit, in the
+ * scratch space, which lives on the host: any host user who can reach it
+ * could run it as root. Stays alive until PATH.done appears (the test makes
+ * it once it has looked) or SECONDS passed. */
+static void case_suid_root(int argc, char **argv)
+{
+        if (need_args(argc, 3, "suid_root PATH SECONDS") < 0)
+                return;
+        const char *p = argv[1];
+        unlink(p);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+        if (fd < 0) {
+                blocked(errno);
+                return;
+        }
+        close(fd);
+        note("chown(0:0)", chown(p, 0, 0));
+        note("chmod(04755)", chmod(p, 04755));
+        struct stat st;
+        if (stat(p, &st) == 0 && st.st_uid == 0 && (st.st_mode & S_ISUID))
+                escaped("made %s owned by uid 0 with mode %04o", p,
+                        (unsigned)(st.st_mode & 07777));
+        else
+                verdict_from_notes();
+        say_now();
+        char done[256];
+        snprintf(done, sizeof(done), "%s.done", p);
+        double deadline = now_s() + atof(argv[2]);
+        while (now_s() < deadline && access(done, F_OK) < 0) {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
 }
 
 /* make_suid PATH MODE [dir]: leaves a file (or directory) with MODE's
@@ -1316,13 +1373,6 @@ static void case_proc_exe_write(int argc, char **argv)
 
 /* --- load: each stops by itself --- */
 
-static double now_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* fork_bomb MAX SECONDS: every process forks as fast as it can, until MAX
  * processes were made in all (a shared counter) or SECONDS passed. */
 static void case_fork_bomb(int argc, char **argv)
@@ -1490,6 +1540,7 @@ static const struct {
         {"setgid_mkdir", case_setgid_mkdir},
         {"setuid_mknod", case_setuid_mknod},
         {"make_suid", case_make_suid},
+        {"suid_root", case_suid_root},
         {"xattr_user", case_xattr_user},
         {"xattr_capability", case_xattr_capability},
         {"xattr_trusted", case_xattr_trusted},
