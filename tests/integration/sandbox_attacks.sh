@@ -266,22 +266,35 @@ created_suid() {
 c_setuid_open() { created_suid setuid_open evil-open setuid; }
 c_setgid_mkdir() { created_suid setgid_mkdir evil-mkdir setgid; }
 c_setuid_mknod() { created_suid setuid_mknod evil-mknod setuid; }
-# A setuid-root file in the scratch space, which is on the host while the
-# build runs: no such file may appear under the service's directory.
-c_suid_root() {
-	(D="$D/bg" && mkdir -p "$D" && attack suid_root /build/evil-root 15) &
+# held CASE NAME: runs `attack CASE /build/NAME 15` in the background; once
+# it left NAME.ready (at most 5 s), sets HELD to NAME's path on the host (or
+# empty: the scratch space is not visible there), then lets it end.
+held() {
+	(D="$D/bg" && mkdir -p "$D" && attack "$1" "/build/$2" 15) &
 	bg=$!
-	found="" i=0
-	while [ -z "$found" ] && [ $i -lt 30 ] && kill -0 $bg 2>/dev/null; do
-		found=$(find "$(backend_dir)" -xdev -name evil-root -user 0 -perm -4000 \
-			-printf '%p (mode %m, owner %U:%G)\n' 2>/dev/null | head -1)
-		[ -n "$found" ] || sleep 0.1
+	ready="" i=0
+	while [ -z "$ready" ] && [ $i -lt 50 ] && kill -0 $bg 2>/dev/null; do
+		ready=$(find "$(backend_dir)" -xdev -name "$2.ready" 2>/dev/null | head -1)
+		[ -n "$ready" ] || sleep 0.1
 		i=$((i + 1))
 	done
-	for f in $(find "$(backend_dir)" -xdev -name evil-root 2>/dev/null); do : >"$f.done"; done
+	HELD=${ready%.ready}
+	[ -n "$HELD" ] || NOTE="$2 was not found on the host"
+}
+release() {
+	[ -z "$HELD" ] || : >"$HELD.done"
 	wait $bg
-	ACASE=suid_root
-	VERDICT=$(cat "$D/bg/x/r" "$D/bg/err" 2>/dev/null | grep -m1 "^suid_root: " || true)
+	ACASE=$1
+	VERDICT=$(cat "$D/bg/x/r" "$D/bg/err" 2>/dev/null | grep -m1 "^$1: " || true)
+	[ "$VERDICT" ] || bad "the build failed: $(oneline "$D/bg/err")"
+}
+# A setuid-root file in the scratch space, which is on the host while the
+# build runs.
+c_suid_root() {
+	held suid_root evil-root
+	found=""
+	[ -z "$HELD" ] || found=$(find "$HELD" -user 0 -perm -4000 -printf '%p (mode %m, owner %U:%G)')
+	release suid_root
 	[ -z "$found" ] || bad "a setuid-root file appeared on the host: $found"
 	want_blocked
 }
@@ -301,7 +314,17 @@ c_output_setgid() {
 
 # Extended attributes: every *xattr call is ENOTSUP (errno 95, EOPNOTSUPP).
 c_xattr_user() { attack xattr_user && want EOPNOTSUPP; }
-c_xattr_capability() { attack xattr_capability && want EOPNOTSUPP; }
+# ... and a file capability is a setuid-root in disguise, also on the host.
+c_xattr_capability() {
+	held xattr_capability evil-cap
+	cap=""
+	[ -z "$HELD" ] || cap=$($PY -c 'import os, sys
+try: print(os.getxattr(sys.argv[1], "security.capability").hex())
+except OSError: pass' "$HELD")
+	release xattr_capability
+	[ -z "$cap" ] || bad "the host file $HELD has security.capability $cap"
+	want EOPNOTSUPP
+}
 c_xattr_trusted() { attack xattr_trusted && want EOPNOTSUPP; }
 c_xattr_variants() { attack xattr_variants && want EOPNOTSUPP; }
 

@@ -180,6 +180,23 @@ static double now_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Leaves PATH.ready, then waits until PATH.done appears or SECONDS pass:
+ * the test looks at the host's side of the scratch space meanwhile. */
+static void hold(const char *path, double seconds)
+{
+        char name[256];
+        snprintf(name, sizeof(name), "%s.ready", path);
+        int fd = open(name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0)
+                close(fd);
+        snprintf(name, sizeof(name), "%s.done", path);
+        double deadline = now_s() + seconds;
+        while (now_s() < deadline && access(name, F_OK) < 0) {
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
+}
+
 /* Runs fn in a child process and returns its result as fn would have
  * (-1 with errno set, or 0): for attacks that, when they work, would leave
  * this process unable to write its verdict (a new root, a new user
@@ -429,8 +446,7 @@ static void case_setuid_mknod(int argc, char **argv)
 
 /* suid_root PATH SECONDS: a file owned by root with the setuid bit, in the
  * scratch space, which lives on the host: any host user who can reach it
- * could run it as root. Stays alive until PATH.done appears (the test makes
- * it once it has looked) or SECONDS passed. */
+ * could run it as root. Held for the test to look (see hold). */
 static void case_suid_root(int argc, char **argv)
 {
         if (need_args(argc, 3, "suid_root PATH SECONDS") < 0)
@@ -451,14 +467,7 @@ static void case_suid_root(int argc, char **argv)
                         (unsigned)(st.st_mode & 07777));
         else
                 verdict_from_notes();
-        say_now();
-        char done[256];
-        snprintf(done, sizeof(done), "%s.done", p);
-        double deadline = now_s() + atof(argv[2]);
-        while (now_s() < deadline && access(done, F_OK) < 0) {
-                struct timespec ts = {0, 50 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-        }
+        hold(p, atof(argv[2]));
 }
 
 /* make_suid PATH MODE [dir]: leaves a file (or directory) with MODE's
@@ -506,17 +515,26 @@ static void case_xattr_user(int argc, char **argv)
 }
 
 /* A file capability (VFS v2: permitted+effective CAP_SETUID) that would make
- * the file a privileged program wherever its owner's id is root. */
+ * the file a privileged program wherever its owner's id is root; the
+ * scratch space is on the host. [PATH SECONDS]: on that file, held for the
+ * test to look (see hold). */
 static void case_xattr_capability(int argc, char **argv)
 {
-        (void)argc, (void)argv;
-        const char *p = scratch_file("x");
+        const char *p = argc >= 3 ? argv[1] : scratch_file("x");
+        if (argc >= 3) {
+                unlink(p);
+                int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+                if (fd >= 0)
+                        close(fd);
+        }
         struct vfs_cap_data cap = {
                 .magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
                 .data = {{.permitted = 1u << CAP_SETUID}},
         };
         one("setxattr(security.capability)",
             setxattr(p, "security.capability", &cap, XATTR_CAPS_SZ_2, 0));
+        if (argc >= 3)
+                hold(p, atof(argv[2]));
 }
 
 static void case_xattr_trusted(int argc, char **argv)
