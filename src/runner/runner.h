@@ -123,7 +123,7 @@ int runner_seccomp_bpf(struct kiln_buf *out, struct kiln_error **err);
 
 /* A program to start: stdin is an empty pipe (never the host's /dev/null,
  * which crun would chown to the build user), stdout and stderr the given fds
- * or /dev/null (-1), extra_fds become fds 3 and 4 (-1 = none). */
+ * or (-1) a memfd nobody reads, extra_fds become fds 3 and 4 (-1 = none). */
 struct runner_spawn {
         char *const *argv;
         int out_fd, err_fd;

@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/sysmacros.h>
@@ -266,6 +267,17 @@ static char *output_tails(struct runner_build *b)
                              errs ? errs : "");
 }
 
+/* Whether the scratch space (where /tmp and every scratch path live) has
+ * no room left: the likely cause of a failure. */
+static bool scratch_full(struct runner_build *b)
+{
+        struct statvfs sv;
+        _cleanup_close_ int fd = openat(b->dir_fd, "scratch", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fstatvfs(fd, &sv) < 0)
+                return false;
+        return sv.f_bavail == 0 || sv.f_favail == 0;
+}
+
 static int build_failed(struct runner_build *b, int status, struct kiln_error **err)
 {
         char what[64];
@@ -295,6 +307,11 @@ static int build_failed(struct runner_build *b, int status, struct kiln_error **
                                       "build ran out of memory (memory-max %llu bytes) and a "
                                       "process of it was killed: the build command %s%s",
                                       (unsigned long long)b->svc->cfg.memory_max, what, tails);
+        if (scratch_full(b))
+                return kiln_error_set(err, EIO,
+                                      "build failed with its scratch space full (scratch-size "
+                                      "%llu bytes): the build command %s%s",
+                                      (unsigned long long)b->svc->cfg.scratch_size, what, tails);
         return kiln_error_set(err, EIO, "build command %s%s", what, tails);
 }
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 
 #include "runner.h"
@@ -63,10 +64,12 @@ pid_t runner_spawn(const struct runner_spawn *sp, struct kiln_error **err)
                 return kiln_error_errno(err, errno, "pipe");
         close(in[1]);
         a.in_fd = in[0];
-        a.null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        /* Output nobody reads goes to a memfd: never hand the host's
+         * /dev/null to a runtime, which may chown its streams. */
+        a.null_fd = memfd_create("kiln-discard", MFD_CLOEXEC);
         if (a.null_fd < 0) {
                 close(in[0]);
-                return kiln_error_errno(err, errno, "open /dev/null");
+                return kiln_error_errno(err, errno, "memfd_create");
         }
         _cleanup_free_ uint8_t *stack = kiln_malloc(STACK_SIZE);
         sigset_t all, old;
