@@ -1,6 +1,7 @@
 /* Memory and process limits of builds through cgroups.
  *
- * Each build gets /kiln/<build id> at the root of the hierarchies, holding
+ * Each build gets /kiln/<build id> at the root of the hierarchies (the
+ * service's cgroup option names another parent than kiln), holding
  * the limits, and a leaf /kiln/<build id>/c holding the build's processes:
  * the OCI runtime is given the leaf as its cgroupsPath (it creates and
  * removes it), the native sandbox creates it itself. Limits on the parent
@@ -124,6 +125,7 @@ void runner_cgroups_done(struct runner_cgroups *cg)
 {
         free(cg->v2);
         free(cg->why_none);
+        free(cg->parent);
         *cg = (struct runner_cgroups){0};
 }
 
@@ -166,7 +168,7 @@ int runner_cgroup_create(const struct runner_cgroups *cg, const char *name, uint
         const char *roots[2];
         size_t n = hierarchies(cg, roots);
         for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *top = kiln_asprintf("%s/kiln", roots[i]);
+                _cleanup_free_ char *top = kiln_asprintf("%s/%s", roots[i], cg->parent);
                 _cleanup_free_ char *dir = kiln_asprintf("%s/%s", top, name);
                 int r = make_dir(top, err);
                 if (r >= 0 && cg->mode == RUNNER_CG_V2) {
@@ -209,7 +211,7 @@ int runner_cgroup_create(const struct runner_cgroups *cg, const char *name, uint
 
 char *runner_cgroup_runtime_path(const struct runner_cgroup *c)
 {
-        return c->n_dirs ? kiln_asprintf("/kiln/%s/c", c->name) : NULL;
+        return c->n_dirs ? kiln_asprintf("/%s/%s/c", c->cg->parent, c->name) : NULL;
 }
 
 size_t runner_cgroup_procs(const struct runner_cgroup *c, char *ret[2])
@@ -293,7 +295,7 @@ void runner_cgroup_kill(const struct runner_cgroup *c)
 
 /* Removes kiln/<name>/c and kiln/<name> from every mounted hierarchy: the
  * OCI runtime creates the path in all v1 hierarchies, not only ours. */
-static void remove_everywhere(const char *name)
+static void remove_everywhere(const char *parent, const char *name)
 {
         DIR *d = opendir(V1_ROOT);
         if (!d) {
@@ -303,15 +305,16 @@ static void remove_everywhere(const char *name)
         while ((de = readdir(d))) {
                 if (de->d_name[0] == '.')
                         continue;
-                _cleanup_free_ char *leaf = kiln_asprintf(V1_ROOT "/%s/kiln/%s/c", de->d_name,
-                                                          name);
-                _cleanup_free_ char *dir = kiln_asprintf(V1_ROOT "/%s/kiln/%s", de->d_name, name);
+                _cleanup_free_ char *leaf = kiln_asprintf(V1_ROOT "/%s/%s/%s/c", de->d_name,
+                                                          parent, name);
+                _cleanup_free_ char *dir = kiln_asprintf(V1_ROOT "/%s/%s/%s", de->d_name, parent,
+                                                         name);
                 (void)rmdir(leaf);
                 (void)rmdir(dir);
         }
         closedir(d);
-        _cleanup_free_ char *leaf = kiln_asprintf(V1_ROOT "/kiln/%s/c", name);
-        _cleanup_free_ char *dir = kiln_asprintf(V1_ROOT "/kiln/%s", name);
+        _cleanup_free_ char *leaf = kiln_asprintf(V1_ROOT "/%s/%s/c", parent, name);
+        _cleanup_free_ char *dir = kiln_asprintf(V1_ROOT "/%s/%s", parent, name);
         (void)rmdir(leaf);
         (void)rmdir(dir);
 }
@@ -322,7 +325,7 @@ void runner_cgroup_done(struct runner_cgroup *c)
                 runner_cgroup_kill(c);
                 /* a cgroup is removable once its last process is reaped */
                 for (int i = 0; i < 200; i++) {
-                        remove_everywhere(c->name);
+                        remove_everywhere(c->cg->parent, c->name);
                         bool left = false;
                         for (size_t j = 0; j < c->n_dirs; j++)
                                 left |= access(c->dirs[j], F_OK) == 0;

@@ -22,42 +22,10 @@
 #include "native_plan.h"
 #include "runner.h"
 
-#ifndef KILN_SANDBOX_HELPER
-#define KILN_SANDBOX_HELPER "/usr/local/libexec/kiln/kiln-sandbox"
-#endif
-
 struct native_config {
         char *helper;        /* the kiln-sandbox program */
         struct kiln_buf bpf; /* the seccomp programs (runner_seccomp_bpf) */
 };
-
-/* kiln-sandbox: $KILN_SANDBOX_HELPER, else beside the running program (the
- * build tree, or an installed bin/ next to libexec/kiln/), else the
- * configured libexec path. */
-static char *find_helper(void)
-{
-        const char *env = getenv("KILN_SANDBOX_HELPER");
-        if (env && *env)
-                return kiln_strdup(env);
-        char self[4096];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n > 0) {
-                self[n] = '\0';
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = '\0';
-                        const char *const beside[] = {"%s/kiln-sandbox",
-                                                      "%s/../libexec/kiln/kiln-sandbox"};
-                        for (size_t i = 0; i < KILN_ARRAY_SIZE(beside); i++) {
-                                char *p = kiln_asprintf(beside[i], self);
-                                if (access(p, X_OK) == 0)
-                                        return p;
-                                free(p);
-                        }
-                }
-        }
-        return kiln_strdup(KILN_SANDBOX_HELPER);
-}
 
 static int native_init(struct runner_service *s, const struct kiln_url *u, const char *url,
                        struct kiln_error **err)
@@ -66,11 +34,9 @@ static int native_init(struct runner_service *s, const struct kiln_url *u, const
         (void)url;
         struct native_config *nc = kiln_calloc(1, sizeof(*nc));
         s->backend_data = nc;
-        nc->helper = find_helper();
+        nc->helper = runner_find_helper();
         if (access(nc->helper, X_OK) < 0)
-                return kiln_error_errno(err, errno,
-                                        "sandbox: the kiln-sandbox program %s is missing (set "
-                                        "KILN_SANDBOX_HELPER)",
+                return kiln_error_errno(err, errno, "sandbox: " RUNNER_HELPER_MISSING,
                                         nc->helper);
         return runner_seccomp_bpf(&nc->bpf, err);
 }
@@ -381,7 +347,7 @@ char *kiln_runner_default_url(const char *root)
         ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
         if (fd >= 0)
                 close(fd);
-        _cleanup_free_ char *helper = find_helper();
+        _cleanup_free_ char *helper = runner_find_helper();
         bool native = n > 0 && strtoul(buf, NULL, 10) > 0 && access(helper, X_OK) == 0;
         return kiln_asprintf("%s://%s", native ? "sandbox" : "oci", root);
 }

@@ -18,7 +18,10 @@
  *   wait, pass the exit status on          exec the build command
  *
  * A failure before the exec is reported as one line on fd 4, and the exit
- * status is then PLAN_EXIT_SETUP. */
+ * status is then PLAN_EXIT_SETUP.
+ *
+ * `kiln-sandbox oci-exec` is the other mode: the first program of a build
+ * under an OCI runtime (oci_exec_main). */
 #include <errno.h>
 #include <grp.h>
 #include <linux/close_range.h>
@@ -47,6 +50,7 @@
 #include <unistd.h>
 
 #include "native_plan.h"
+#include "seccomp_xattrat.h"
 
 #define PLAN_FD 3
 #define REPORT_FD 4
@@ -573,9 +577,44 @@ static void __attribute__((noreturn)) pass_on(int status)
         _exit(128 + sig);
 }
 
+/* kiln-sandbox oci-exec [-u NAME]... -- COMMAND [ARG]...
+ * The OCI runtime runs this from a sealed memfd on fd 3, as the build's
+ * process, after its own setup and seccomp filter: it closes that fd,
+ * removes the variables the runtime added to the build's environment
+ * (HOME, from the bundle's /etc/passwd), stacks the filter the runtime's
+ * libseccomp cannot express, and becomes the build command. */
+static int oci_exec_main(int argc, char **argv)
+{
+        close(PLAN_FD);
+        int i = 2;
+        for (; i < argc && strcmp(argv[i], "--"); i++) {
+                if (strcmp(argv[i], "-u") || i + 1 >= argc)
+                        goto usage;
+                unsetenv(argv[++i]);
+        }
+        if (i + 1 >= argc)
+                goto usage;
+        struct sock_fprog prog = {
+                .len = sizeof(kiln_xattrat_filter) / sizeof(kiln_xattrat_filter[0]),
+                .filter = (struct sock_filter *)kiln_xattrat_filter,
+        };
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+                fprintf(stderr, "kiln-sandbox: seccomp: %s\n", strerror(errno));
+                return PLAN_EXIT_SETUP;
+        }
+        execvp(argv[i + 1], argv + i + 1);
+        fprintf(stderr, "kiln-sandbox: exec %s: %s\n", argv[i + 1], strerror(errno));
+        return 127;
+usage:
+        fputs("usage: kiln-sandbox oci-exec [-u NAME]... -- COMMAND [ARG]...\n", stderr);
+        return PLAN_EXIT_SETUP;
+}
+
 int main(int argc, char **argv)
 {
-        (void)argv;
+        if (argc >= 2 && !strcmp(argv[1], "oci-exec"))
+                return oci_exec_main(argc, argv);
         if (argc != 1 || fcntl(REPORT_FD, F_GETFD) < 0 || fcntl(PLAN_FD, F_GETFD) < 0) {
                 fputs("kiln-sandbox: started by kiln only (plan on fd 3, report on fd 4)\n",
                       stderr);

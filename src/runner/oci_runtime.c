@@ -10,13 +10,13 @@
 #include "runner.h"
 
 static pid_t spawn(const struct oci_config *oc, char *const argv[], int out_fd, int err_fd,
-                   struct kiln_error **err)
+                   int extra_fd, struct kiln_error **err)
 {
         struct runner_spawn sp = {
                 .argv = argv,
                 .out_fd = out_fd,
                 .err_fd = err_fd,
-                .extra_fds = {-1, -1},
+                .extra_fds = {extra_fd, -1},
                 .private_unified = !strcmp(oc->runtime, "crun"),
         };
         return runner_spawn(&sp, err);
@@ -25,7 +25,7 @@ static pid_t spawn(const struct oci_config *oc, char *const argv[], int out_fd, 
 /* Runs a short runtime command to completion; returns its wait status. */
 static int run_sync(const struct oci_config *oc, char *const argv[])
 {
-        pid_t pid = spawn(oc, argv, -1, -1, NULL);
+        pid_t pid = spawn(oc, argv, -1, -1, -1, NULL);
         if (pid < 0)
                 return pid;
         int status;
@@ -41,9 +41,12 @@ int runtime_start(const struct oci_config *oc, const char *bundle, const char *i
         /* The runtime's own messages go to a log of their own, so a failure
          * to start the container is told apart from the build's output. */
         _cleanup_free_ char *log = kiln_asprintf("%s/runtime.log", bundle);
+        /* fd 3 (the sealed kiln-sandbox) reaches the container: the spec's
+         * process is /proc/self/fd/3 oci-exec (oci_spec.c). */
         char *argv[] = {oc->runtime, "--root", oc->state_dir, "--log", log, "--log-format",
-                        "json", "run", "--bundle", (char *)bundle, (char *)id, NULL};
-        pid_t pid = spawn(oc, argv, out_fd, err_fd, err);
+                        "json", "run", "--preserve-fds", "1", "--bundle", (char *)bundle,
+                        (char *)id, NULL};
+        pid_t pid = spawn(oc, argv, out_fd, err_fd, oc->exec_fd, err);
         if (pid < 0)
                 return kiln_error_prefix(err, pid, "runtime: start %s", oc->runtime);
         int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);

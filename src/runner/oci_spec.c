@@ -61,6 +61,26 @@ static json_t *idmaps(const struct idmap *m, size_t n)
         return a;
 }
 
+/* The build command behind kiln-sandbox oci-exec, which the runtime gets
+ * on fd 3 (oci_runtime.c, native_exec.c). The runtimes add HOME from
+ * /etc/passwd when the request sets none; oci-exec takes it out again, so
+ * the build sees exactly the request's environment. */
+static json_t *exec_args(const struct kiln_build_request *r)
+{
+        json_t *a = json_pack("[s,s]", "/proc/self/fd/3", "oci-exec");
+        bool home = false;
+        for (size_t i = 0; i < r->n_env; i++)
+                home |= !strcmp(r->env[i].key, "HOME");
+        if (!home) {
+                json_array_append_new(a, json_string("-u"));
+                json_array_append_new(a, json_string("HOME"));
+        }
+        json_array_append_new(a, json_string("--"));
+        for (size_t i = 0; i < r->command_args.n; i++)
+                json_array_append_new(a, json_string(r->command_args.v[i]));
+        return a;
+}
+
 static json_t *process(const struct runner_config *cfg, const struct runner_cgroup *cgroup,
                        const struct kiln_build_request *r)
 {
@@ -84,7 +104,7 @@ static json_t *process(const struct runner_config *cfg, const struct runner_cgro
         json_t *p = json_pack("{s:b,s:{s:i,s:i},s:o,s:s,s:o,s:o,s:[{s:s,s:i,s:i},{s:s,s:i,s:i}],"
                               "s:b}",
                               "terminal", 0, "user", "uid", 1000, "gid", 100, "args",
-                              strings((const char *const *)r->command_args.v, r->command_args.n),
+                              exec_args(r),
                               "cwd", cwd, "env", env, "capabilities", caps, "rlimits", "type",
                               "RLIMIT_NOFILE", "hard", 1024, "soft", 1024, "type", "RLIMIT_CORE",
                               "hard", 0, "soft", 0, "noNewPrivileges", 1);

@@ -31,6 +31,7 @@ struct runner_cgroups {
         enum runner_cgroup_mode mode;
         char *v2;       /* the unified hierarchy's mount point (v2) */
         char *why_none; /* why no cgroups can be used (none) */
+        char *parent;   /* the builds' cgroups are <root>/<parent>/<build id> */
 };
 
 /* Service-wide settings, from the oci:// URL. */
@@ -134,6 +135,11 @@ struct runner_spawn {
 };
 /* Returns the pid (> 0) or -errno. */
 pid_t runner_spawn(const struct runner_spawn *sp, struct kiln_error **err);
+/* The kiln-sandbox program: $KILN_SANDBOX_HELPER, else beside the running
+ * program (the build tree, or an installed bin/ next to libexec/kiln/),
+ * else the configured libexec path. Both backends need it. */
+char *runner_find_helper(void);
+#define RUNNER_HELPER_MISSING "the kiln-sandbox program %s is missing (set KILN_SANDBOX_HELPER)"
 
 /* --- oci_runtime.c --- */
 
@@ -142,6 +148,7 @@ struct oci_config {
         char *runtime;   /* "runc" or "crun" */
         char *state_dir; /* the runtime's --root */
         json_t *seccomp; /* the spec's linux.seccomp, made once */
+        int exec_fd;     /* kiln-sandbox in a sealed memfd: the build's first program */
 };
 /* Starts `<runtime> --root <state> run --bundle <bundle> <id>` with stdout
  * and stderr into the given fds; *ret_pidfd is a pidfd of the runtime. */

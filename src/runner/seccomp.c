@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 
 #include "runner.h"
+#include "seccomp_xattrat.h"
 
 struct arg_mask {
         uint8_t index;
@@ -81,7 +82,7 @@ static const struct rule rules[] = {
 
 /* Names the installed libseccomp does not know (it predates them) are left
  * out of the OCI spec, where the runtime would only warn about them; the
- * native filter covers the ones that matter with raw numbers (below). */
+ * *xattrat calls get a filter of their own (seccomp_xattrat.h). */
 static int resolve(const char *name)
 {
         return seccomp_syscall_resolve_name(name);
@@ -134,24 +135,6 @@ static int add_rules(scmp_filter_ctx ctx, struct kiln_error **err)
         return 0;
 }
 
-/* The *xattrat calls (Linux 6.13) on all three ABIs, which this
- * libseccomp cannot name: a second, stacked filter (the stricter answer of
- * stacked filters wins). */
-#define NR_SETXATTRAT 463
-#define NR_REMOVEXATTRAT 466
-#define X32_BIT 0x40000000u
-static const struct sock_filter xattrat_filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_I386, 0, 5),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~X32_BIT),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NR_SETXATTRAT, 0, 2),
-        BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, NR_REMOVEXATTRAT, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTSUP),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-};
-
 /* Appends one program to *out as a u32 instruction count and the
  * instructions. */
 static void append_program(struct kiln_buf *out, const void *insns, size_t n)
@@ -191,7 +174,7 @@ int runner_seccomp_bpf(struct kiln_buf *out, struct kiln_error **err)
             (e = seccomp_arch_add(ctx, SCMP_ARCH_X32)) < 0)
                 r = kiln_error_errno(err, -e, "seccomp: architectures");
         else if ((r = add_rules(ctx, err)) >= 0 && (r = export_program(ctx, out, err)) >= 0)
-                append_program(out, xattrat_filter, KILN_ARRAY_SIZE(xattrat_filter));
+                append_program(out, kiln_xattrat_filter, KILN_ARRAY_SIZE(kiln_xattrat_filter));
         seccomp_release(ctx);
         return r;
 }

@@ -651,6 +651,19 @@ static int parse_options(struct runner_config *cfg, const struct kiln_url *u, co
                                       "invalid build service URL '%s': sandbox-shell must be an "
                                       "absolute path",
                                       url);
+        /* one name, so two services on a host keep their builds apart */
+        cfg->cgroups.parent = kiln_url_query_get(u, "cgroup");
+        if (!cfg->cgroups.parent)
+                cfg->cgroups.parent = kiln_strdup("kiln");
+        const char *cg = cfg->cgroups.parent;
+        if (!*cg || strspn(cg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+                            strlen(cg) ||
+            cg[0] == '.')
+                return kiln_error_set(err, EINVAL,
+                                      "invalid build service URL '%s': cgroup must be one name "
+                                      "of letters, digits, '_', '-' and '.', not starting with "
+                                      "'.'",
+                                      url);
         _cleanup_free_ char *ro = kiln_url_query_get(u, "ro-paths");
         return ro ? parse_ro_paths(url, ro, &cfg->ro_paths, err) : 0;
 }
@@ -714,7 +727,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
         const char *allowed[] = {
                 "concurrency",  "timeout",     "max-silent-time", "max-log-size",
                 "keep-failed",  "sandbox-shell", "subid",         "scratch-size",
-                "ro-paths",     "memory-max",  "pids-max",
+                "ro-paths",     "memory-max",  "pids-max",        "cgroup",
                 backend == &runner_oci_backend ? "runtime" : NULL,
                 NULL};
         int r = kiln_url_query_check(u, allowed, url, err);

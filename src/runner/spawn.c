@@ -84,3 +84,32 @@ pid_t runner_spawn(const struct runner_spawn *sp, struct kiln_error **err)
                 return kiln_error_errno(err, e, "start %s", sp->argv[0]);
         return pid;
 }
+
+#ifndef KILN_SANDBOX_HELPER
+#define KILN_SANDBOX_HELPER "/usr/local/libexec/kiln/kiln-sandbox"
+#endif
+
+char *runner_find_helper(void)
+{
+        const char *env = getenv("KILN_SANDBOX_HELPER");
+        if (env && *env)
+                return kiln_strdup(env);
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+                self[n] = '\0';
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = '\0';
+                        const char *const beside[] = {"%s/kiln-sandbox",
+                                                      "%s/../libexec/kiln/kiln-sandbox"};
+                        for (size_t i = 0; i < KILN_ARRAY_SIZE(beside); i++) {
+                                char *p = kiln_asprintf(beside[i], self);
+                                if (access(p, X_OK) == 0)
+                                        return p;
+                                free(p);
+                        }
+                }
+        }
+        return kiln_strdup(KILN_SANDBOX_HELPER);
+}

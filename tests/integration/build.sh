@@ -10,7 +10,9 @@ backend=${KILN_TEST_BACKEND:-sandbox}
 [ "$(id -u)" = 0 ] || { [ "${KILN_TEST_MUST_RUN:-}" = 1 ] && fail "needs root"; echo "skip: needs root"; exit 77; }
 
 bundles="$KILN_HOME/bundles"
-export BUILD_SERVICE_ADDR="$backend://$bundles"
+# a cgroup parent of its own: builds of tests running beside it are not ours
+cg=kiln-test-$$
+export BUILD_SERVICE_ADDR="$backend://$bundles?cgroup=$cg"
 bb=/bin/busybox
 run() { kiln run --input busybox=$bb "$@"; }
 
@@ -119,7 +121,7 @@ iv = sorted(zip(v[0::2], v[1::2]))
 assert all(a[1] <= b[0] for a, b in zip(iv, iv[1:])), iv' || fail "builds overlapped"
 
 # keep-failed keeps the bundle of a failed build, and only then
-kiln run --build-service-addr "$backend://$T/kept?keep-failed=1" --input busybox=$bb --output out -- \
+kiln run --build-service-addr "$backend://$T/kept?keep-failed=1&cgroup=$cg" --input busybox=$bb --output out -- \
 	/inputs/busybox false 2>/dev/null && fail "false succeeded"
 [ "$(ls "$T/kept" | wc -l)" = 1 ] || fail "keep-failed kept $(ls "$T/kept" | wc -l) bundles"
 [ "$backend" = sandbox ] || grep -q '"terminal": false' "$T/kept"/*/config.json || fail "config.json"
@@ -134,6 +136,10 @@ if [ "$backend" = oci ]; then
 	[ -z "$(ls -A "$bundles/.state/runc")" ] || fail "runc state left: $(ls -A "$bundles/.state/runc")"
 	[ -z "$(runc --root "$bundles/.state/runc" list -q)" ] || fail "containers left"
 fi
-ls /sys/fs/cgroup/*/kiln 2>/dev/null | grep -q -- - && fail "cgroups left: $(ls -d /sys/fs/cgroup/*/kiln/*-*)"
+left=$(find /sys/fs/cgroup/*/$cg /sys/fs/cgroup/$cg -mindepth 1 -type d 2>/dev/null || true)
+[ -z "$left" ] || fail "cgroups left: $left"
+rmdir /sys/fs/cgroup/*/$cg 2>/dev/null || true
+expect_fail "cgroup must be one name" kiln run --build-service-addr "$backend://$T/b?cgroup=../x" \
+	--input busybox=$bb --output out -- /inputs/busybox true
 grep -q "$T" /proc/mounts && fail "mounts left: $(grep "$T" /proc/mounts)"
 echo ok

@@ -4,7 +4,7 @@
 # host-side check of the effect where there is one.
 #
 # Every case runs on every backend in KILN_SANDBOX_BACKENDS (default
-# "oci-runc oci-crun"; "sandbox" is the native backend). KILN_ATTACKS=a,b
+# "sandbox oci-runc oci-crun"; "sandbox" is the native backend). KILN_ATTACKS=a,b
 # runs only those cases. All cases run; failures are collected and listed at
 # the end, one line each (case, backend, what the attack printed, what the
 # host saw), and the script exits 1 if any failed.
@@ -20,7 +20,7 @@
 SB="$KILN_SOURCE_ROOT/tests/sandbox"
 ATTACK=$KILN_ATTACK_BIN
 BB=/bin/busybox
-BACKENDS=${KILN_SANDBOX_BACKENDS:-oci-runc oci-crun}
+BACKENDS=${KILN_SANDBOX_BACKENDS:-sandbox oci-runc oci-crun}
 ONLY=${KILN_ATTACKS:-}
 # A signal also runs lib.sh's exit hooks (the host process, listeners).
 trap 'exit 143' TERM
