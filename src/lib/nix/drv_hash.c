@@ -449,7 +449,8 @@ int kiln_nix_derivation_path(const struct kiln_nix_derivation *d, const char *dr
 {
         size_t n = d->n_input_srcs + d->n_input_drvs;
         _cleanup_free_ struct kiln_nix_store_path *refs = kiln_calloc(n ? n : 1, sizeof(*refs));
-        memcpy(refs, d->input_srcs, d->n_input_srcs * sizeof(*refs));
+        if (d->n_input_srcs)
+                memcpy(refs, d->input_srcs, d->n_input_srcs * sizeof(*refs));
         for (size_t i = 0; i < d->n_input_drvs; i++)
                 refs[d->n_input_srcs + i] = d->input_drvs[i].drv;
         struct kiln_buf text = KILN_BUF_INIT;
