@@ -8,6 +8,7 @@
 
 int cmd_nix_show_derivation(int argc, char **argv);
 int cmd_nix_hash_derivation(int argc, char **argv);
+int cmd_nix_print_derivation(int argc, char **argv);
 int cmd_nix_nar_hash(int argc, char **argv);
 int cmd_nix_dump_path(int argc, char **argv);
 int cmd_nix_import_nar(int argc, char **argv);

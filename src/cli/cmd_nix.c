@@ -14,6 +14,8 @@ static const struct nix_verb verbs[] = {
     {"show-derivation", cmd_nix_show_derivation, "print derivations as nix show-derivation does"},
     {"hash-derivation", cmd_nix_hash_derivation,
      "compute the output and .drv paths of derivations"},
+    {"print-derivation", cmd_nix_print_derivation,
+     "parse derivations strictly and print them back as ATerm"},
     {"nar-hash", cmd_nix_nar_hash, "hash a tree's NAR serialisation (nix-store -q --hash)"},
     {"dump-path", cmd_nix_dump_path, "write a tree as a NAR to stdout (nix-store --dump)"},
     {"import-nar", cmd_nix_import_nar, "read a NAR into the store, print its root node"},
