@@ -8,13 +8,13 @@ PACKAGES="
 build-essential pkg-config meson ninja-build
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libfuse3-dev fuse3
-liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev libseccomp-dev
+liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev libseccomp-dev libssl-dev
 libcmocka-dev libsimde-dev
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 runc crun busybox-static util-linux procps haproxy openssl
-b3sum
+b3sum nix-bin
 "
-BENCH_PACKAGES="hyperfine socat nix-bin bubblewrap"
+BENCH_PACKAGES="hyperfine socat bubblewrap"
 
 [ "${1:-}" = "--bench" ] && PACKAGES="$PACKAGES $BENCH_PACKAGES"
 

@@ -20,6 +20,7 @@ int cmd_daemon(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_nix(int argc, char **argv);
 
 /* Prints "kiln: <msg>" on stderr; returns the exit status 1. */
 int cli_fail(const struct kiln_error *e);

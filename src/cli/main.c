@@ -23,6 +23,7 @@ static const struct verb verbs[] = {
         {"mount", cmd_mount, "serve stored trees as a read-only FUSE filesystem"},
         {"build", cmd_build, "run a BuildRequest (JSON) and print the Build"},
         {"run", cmd_run, "run a command hermetically over imported inputs"},
+        {"nix", cmd_nix, "Nix derivations, store paths and NARs (kiln nix --help)"},
         {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,76 @@
+/* kiln nix <verb>: dispatch, and what the verbs share. */
+#include <fcntl.h>
+#include <libgen.h>
+
+#include "cli_nix.h"
+
+struct nix_verb {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+};
+
+static const struct nix_verb verbs[] = {
+    {"show-derivation", cmd_nix_show_derivation, "print derivations as nix show-derivation does"},
+    {"hash-derivation", cmd_nix_hash_derivation,
+     "compute the output and .drv paths of derivations"},
+    {"print-derivation", cmd_nix_print_derivation,
+     "parse derivations strictly and print them back as ATerm"},
+    {"nar-hash", cmd_nix_nar_hash, "hash a tree's NAR serialisation (nix-store -q --hash)"},
+    {"dump-path", cmd_nix_dump_path, "write a tree as a NAR to stdout (nix-store --dump)"},
+    {"import-nar", cmd_nix_import_nar, "read a NAR into the store, print its root node"},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: kiln nix <verb> [options] [args]\n\nverbs:\n");
+        for (const struct nix_verb *v = verbs; v->name; v++)
+                fprintf(f, "  %-16s %s\n", v->name, v->summary);
+        fprintf(f, "\nkiln nix <verb> --help shows the options of a verb.\n");
+}
+
+int cmd_nix(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        const char *name = argv[1];
+        if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+                usage(stdout);
+                return 0;
+        }
+        for (const struct nix_verb *v = verbs; v->name; v++)
+                if (!strcmp(v->name, name))
+                        return v->run(argc - 1, argv + 1);
+        fprintf(stderr, "kiln nix: unknown verb '%s'\n", name);
+        usage(stderr);
+        return 2;
+}
+
+char *cli_nix_dir_of(const char *arg)
+{
+        _cleanup_free_ char *copy = kiln_strdup(arg);
+        return kiln_strdup(dirname(copy));
+}
+
+int cli_nix_read_drv(const char *arg, struct kiln_nix_store_path *ret_path,
+                     struct kiln_nix_derivation **ret, struct kiln_error **err)
+{
+        const char *slash = strrchr(arg, '/');
+        const char *base = slash ? slash + 1 : arg;
+        struct kiln_nix_store_path p;
+        int r = kiln_nix_store_path_parse_base(base, strlen(base), &p, err);
+        if (r < 0)
+                return kiln_error_prefix(err, r, "derivation %s", arg);
+        _cleanup_free_ char *name = NULL;
+        r = kiln_nix_drv_name_from_path(&p, &name, err);
+        if (r < 0)
+                return r;
+        r = kiln_nix_derivation_read_file(AT_FDCWD, arg, ret, err);
+        if (r < 0)
+                return r;
+        *ret_path = p;
+        return 0;
+}
