@@ -3,9 +3,11 @@
 # 1. a trivial build (`:` under /bin/sh, one small input, one tiny output)
 #    through a running `kiln daemon` on kiln's own sandbox (sandbox://),
 #    against `bwrap --unshare-all` running the same busybox `sh -c :`;
-# 2. what the seccomp filter and the cgroup limits cost the OCI backend: a
-#    bare `runc run` of a kiln bundle with its config.json as kiln writes it,
-#    against the same bundle without linux.seccomp and linux.cgroupsPath.
+# 2. what the seccomp filter, the cgroup limits and the oci-exec step cost
+#    the OCI backend: a bare `runc run` of a kiln bundle with its config.json
+#    as kiln writes it (kiln-sandbox oci-exec on fd 3 first, which installs
+#    the seccomp programs on fd 4), against the same bundle without oci-exec
+#    and linux.cgroupsPath.
 # Runs are interleaved; prints medians and ratios. usage: bench/sandbox.sh [RUNS]
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,7 +42,8 @@ printf 'bwrap --unshare-all sh -c :       %s ms   kiln/bwrap = %sx\n' "$(ms "$b"
 src=$(ls -d "$work"/shape/*-*-*-*-*)
 for v in full bare; do
 	mkdir "$work/$v"
-	(cd "$src" && tar --one-file-system -cf - root dev scratch config.json) | tar -C "$work/$v" -xpf -
+	(cd "$src" && tar --one-file-system -cf - root dev scratch config.json seccomp.bpf) |
+		tar -C "$work/$v" -xpf -
 	mkdir -p "$work/$v/inputs" "$work/$v/scratch/tmp"
 	cp README.md "$work/$v/inputs/input"
 	chown --reference="$src" "$work/$v"
@@ -49,11 +52,12 @@ done
 import json, sys
 for path, strip in ((sys.argv[1], False), (sys.argv[2], True)):
     c = json.load(open(path))
-    c["process"]["args"] = ["/bin/sh", "-c", ":"]
+    args = c["process"]["args"]
+    # kiln's args are /proc/self/fd/3 oci-exec [-u NAME]... -- COMMAND...
+    prefix = [] if strip else args[:args.index("--") + 1]
+    c["process"]["args"] = prefix + ["/bin/sh", "-c", ":"]
     # one cgroup path per run is set below; the bare bundle has none
     c["linux"].pop("cgroupsPath", None)
-    if strip:
-        c["linux"].pop("seccomp", None)
     json.dump(c, open(path, "w"))
 PY
 i=0
@@ -70,9 +74,12 @@ c["linux"]["cgroupsPath"] = "/kiln/bench-%s/c" % sys.argv[2]
 json.dump(c, open(sys.argv[1], "w"))
 PY
 	t0=$(date +%s.%N)
-	runc --root "$work/runc" run --bundle "$work/full" full-$i >/dev/null 2>&1 </dev/zero
+	runc --root "$work/runc" run --preserve-fds 2 --bundle "$work/full" full-$i >/dev/null 2>&1 \
+		</dev/zero 3<build/kiln-sandbox 4<"$work/full/seccomp.bpf" ||
+		{ echo "bench: the kiln bundle failed" >&2; exit 1; }
 	t1=$(date +%s.%N)
-	runc --root "$work/runc" run --bundle "$work/bare" bare-$i >/dev/null 2>&1 </dev/zero
+	runc --root "$work/runc" run --bundle "$work/bare" bare-$i >/dev/null 2>&1 </dev/zero ||
+		{ echo "bench: the bare bundle failed" >&2; exit 1; }
 	t2=$(date +%s.%N)
 	echo "$t0 $t1 $t2" | awk '{print $2-$1, $3-$2}' >>"$work/oci-times"
 	for d in /sys/fs/cgroup/*/kiln/bench-$i; do rmdir "$d/c" "$d" 2>/dev/null || true; done
@@ -81,4 +88,4 @@ done
 f=$(cut -d' ' -f1 "$work/oci-times" | median)
 n=$(cut -d' ' -f2 "$work/oci-times" | median)
 printf 'runc run, kiln bundle              %s ms\n' "$(ms "$f")"
-printf 'runc run, no seccomp, no cgroup    %s ms   cost = %sx\n' "$(ms "$n")" "$(ratio "$f" "$n")"
+printf 'runc run, no seccomp/cgroup/exec   %s ms   cost = %sx\n' "$(ms "$n")" "$(ratio "$f" "$n")"

@@ -50,9 +50,8 @@
 #include <unistd.h>
 
 #include "native_plan.h"
-#include "seccomp_xattrat.h"
 
-#define PLAN_FD 3
+#define PLAN_FD   3
 #define REPORT_FD 4
 
 static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -73,7 +72,7 @@ static void report(const char *fmt, ...)
 
 /* Reports "step: strerror(e)" and gives up. */
 static void __attribute__((noreturn)) fail(int e, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void fail(int e, const char *fmt, ...)
 {
         char step[400];
@@ -223,9 +222,9 @@ static unsigned long kept_flags(const char *full)
         unsigned long f = 0;
         const struct {
                 unsigned long st, ms;
-        } map[] = {{ST_RDONLY, MS_RDONLY},     {ST_NOSUID, MS_NOSUID},
-                   {ST_NODEV, MS_NODEV},       {ST_NOEXEC, MS_NOEXEC},
-                   {ST_NOATIME, MS_NOATIME},   {ST_NODIRATIME, MS_NODIRATIME},
+        } map[] = {{ST_RDONLY, MS_RDONLY},    {ST_NOSUID, MS_NOSUID},
+                   {ST_NODEV, MS_NODEV},      {ST_NOEXEC, MS_NOEXEC},
+                   {ST_NOATIME, MS_NOATIME},  {ST_NODIRATIME, MS_NODIRATIME},
                    {ST_RELATIME, MS_RELATIME}};
         for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
                 if (sv.f_flag & map[i].st)
@@ -398,24 +397,33 @@ static void drop_privileges(const struct plan_creds *c)
                 fail(errno, "no_new_privs");
 }
 
+/* Installs one program: a u32 instruction count, then the instructions
+ * (unaligned: they start 4 bytes in). Returns 0 or an errno. */
+static int install_program(const uint8_t *p, size_t len)
+{
+        uint32_t count;
+        if (len < sizeof(count))
+                return EINVAL;
+        memcpy(&count, p, sizeof(count));
+        if ((uint64_t)count * sizeof(struct sock_filter) != len - sizeof(count) || count == 0 ||
+            count > 0xffff)
+                return EINVAL;
+        struct sock_filter *insns = malloc(count * sizeof(*insns));
+        if (!insns)
+                return ENOMEM;
+        memcpy(insns, p + sizeof(count), count * sizeof(*insns));
+        struct sock_fprog prog = {.len = (unsigned short)count, .filter = insns};
+        int e = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 ? errno : 0;
+        free(insns);
+        return e;
+}
+
 static void install_seccomp(const struct exec_spec *x)
 {
         for (size_t i = 0; i < x->n_seccomp; i++) {
-                const struct record *r = x->seccomp[i];
-                uint32_t count;
-                record_fixed(r, &count, sizeof(count));
-                if ((uint64_t)count * sizeof(struct sock_filter) != r->len - sizeof(count) ||
-                    count == 0 || count > 0xffff)
-                        fail(EINVAL, "plan: bad seccomp program");
-                /* the instructions start 4 bytes in: copy them to align */
-                struct sock_filter *insns = malloc(count * sizeof(*insns));
-                if (!insns)
-                        fail(ENOMEM, "seccomp");
-                memcpy(insns, r->p + sizeof(count), count * sizeof(*insns));
-                struct sock_fprog prog = {.len = (unsigned short)count, .filter = insns};
-                if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-                        fail(errno, "seccomp");
-                free(insns);
+                int e = install_program(x->seccomp[i]->p, x->seccomp[i]->len);
+                if (e)
+                        fail(e, e == EINVAL ? "plan: bad seccomp program" : "seccomp");
         }
 }
 
@@ -527,8 +535,8 @@ static int sandbox_main(const struct plan *pl, int sync_fd)
         if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
             umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
                 fail(errno, "pivot_root");
-        if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                  NULL) < 0)
+        if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+            0)
                 fail(errno, "make / read-only");
         if (chdir(x.cwd) < 0)
                 fail(errno, "chdir %s", x.cwd);
@@ -579,10 +587,11 @@ static void __attribute__((noreturn)) pass_on(int status)
 
 /* kiln-sandbox oci-exec [-u NAME]... -- COMMAND [ARG]...
  * The OCI runtime runs this from a sealed memfd on fd 3, as the build's
- * process, after its own setup and seccomp filter: it closes that fd,
- * removes the variables the runtime added to the build's environment
- * (HOME, from the bundle's /etc/passwd), stacks the filter the runtime's
- * libseccomp cannot express, and becomes the build command. */
+ * process, after its own setup: it closes that fd, removes the variables
+ * the runtime added to the build's environment (HOME, from the bundle's
+ * /etc/passwd), installs the seccomp programs the daemon compiled (fd 4:
+ * u32 instruction count and instructions, one after another) and becomes
+ * the build command. */
 static int oci_exec_main(int argc, char **argv)
 {
         close(PLAN_FD);
@@ -594,15 +603,33 @@ static int oci_exec_main(int argc, char **argv)
         }
         if (i + 1 >= argc)
                 goto usage;
-        struct sock_fprog prog = {
-                .len = sizeof(kiln_xattrat_filter) / sizeof(kiln_xattrat_filter[0]),
-                .filter = (struct sock_filter *)kiln_xattrat_filter,
-        };
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
-                fprintf(stderr, "kiln-sandbox: seccomp: %s\n", strerror(errno));
+        struct stat st;
+        uint8_t *progs = NULL;
+        if (fstat(REPORT_FD, &st) < 0 || st.st_size <= 0 || st.st_size > (1 << 20) ||
+            !(progs = malloc((size_t)st.st_size)) ||
+            pread(REPORT_FD, progs, (size_t)st.st_size, 0) != st.st_size) {
+                fprintf(stderr, "kiln-sandbox: no seccomp programs on fd 4\n");
                 return PLAN_EXIT_SETUP;
         }
+        close(REPORT_FD);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+                fprintf(stderr, "kiln-sandbox: no_new_privs: %s\n", strerror(errno));
+                return PLAN_EXIT_SETUP;
+        }
+        for (size_t off = 0; off < (size_t)st.st_size;) {
+                uint32_t count = 0;
+                if ((size_t)st.st_size - off >= sizeof(count))
+                        memcpy(&count, progs + off, sizeof(count));
+                size_t len = sizeof(count) + (size_t)count * sizeof(struct sock_filter);
+                int e =
+                    len <= (size_t)st.st_size - off ? install_program(progs + off, len) : EINVAL;
+                if (e) {
+                        fprintf(stderr, "kiln-sandbox: seccomp: %s\n", strerror(e));
+                        return PLAN_EXIT_SETUP;
+                }
+                off += len;
+        }
+        free(progs);
         execvp(argv[i + 1], argv + i + 1);
         fprintf(stderr, "kiln-sandbox: exec %s: %s\n", argv[i + 1], strerror(errno));
         return 127;

@@ -9,15 +9,15 @@
 
 #include "runner.h"
 
-static pid_t spawn(const struct oci_config *oc, char *const argv[], int out_fd, int err_fd,
-                   int extra_fd, struct kiln_error **err)
+static pid_t spawn(const struct oci_config *oc, char *const argv[], int out_fd, int err_fd, int fd3,
+                   int fd4, struct kiln_error **err)
 {
         struct runner_spawn sp = {
-                .argv = argv,
-                .out_fd = out_fd,
-                .err_fd = err_fd,
-                .extra_fds = {extra_fd, -1},
-                .private_unified = !strcmp(oc->runtime, "crun"),
+            .argv = argv,
+            .out_fd = out_fd,
+            .err_fd = err_fd,
+            .extra_fds = {fd3, fd4},
+            .private_unified = !strcmp(oc->runtime, "crun"),
         };
         return runner_spawn(&sp, err);
 }
@@ -25,7 +25,7 @@ static pid_t spawn(const struct oci_config *oc, char *const argv[], int out_fd, 
 /* Runs a short runtime command to completion; returns its wait status. */
 static int run_sync(const struct oci_config *oc, char *const argv[])
 {
-        pid_t pid = spawn(oc, argv, -1, -1, -1, NULL);
+        pid_t pid = spawn(oc, argv, -1, -1, -1, -1, NULL);
         if (pid < 0)
                 return pid;
         int status;
@@ -41,12 +41,14 @@ int runtime_start(const struct oci_config *oc, const char *bundle, const char *i
         /* The runtime's own messages go to a log of their own, so a failure
          * to start the container is told apart from the build's output. */
         _cleanup_free_ char *log = kiln_asprintf("%s/runtime.log", bundle);
-        /* fd 3 (the sealed kiln-sandbox) reaches the container: the spec's
-         * process is /proc/self/fd/3 oci-exec (oci_spec.c). */
-        char *argv[] = {oc->runtime, "--root", oc->state_dir, "--log", log, "--log-format",
-                        "json", "run", "--preserve-fds", "1", "--bundle", (char *)bundle,
-                        (char *)id, NULL};
-        pid_t pid = spawn(oc, argv, out_fd, err_fd, oc->exec_fd, err);
+        /* fds 3 and 4 (the sealed kiln-sandbox and its seccomp programs)
+         * reach the container: the spec's process is /proc/self/fd/3
+         * oci-exec (oci_spec.c). */
+        char *argv[] = {
+            oc->runtime, "--root", oc->state_dir,    "--log", log,        "--log-format",
+            "json",      "run",    "--preserve-fds", "2",     "--bundle", (char *)bundle,
+            (char *)id,  NULL};
+        pid_t pid = spawn(oc, argv, out_fd, err_fd, oc->exec_fd, oc->seccomp_fd, err);
         if (pid < 0)
                 return kiln_error_prefix(err, pid, "runtime: start %s", oc->runtime);
         int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -92,7 +94,7 @@ void runtime_delete(const struct oci_config *oc, const char *id)
         _cleanup_free_ char *state = kiln_asprintf("%s/%s", oc->state_dir, id);
         if (access(state, F_OK) < 0 && errno == ENOENT)
                 return;
-        char *argv[] = {oc->runtime, "--root", oc->state_dir, "delete", "--force", (char *)id,
-                        NULL};
+        char *argv[] = {oc->runtime, "--root",   oc->state_dir, "delete",
+                        "--force",   (char *)id, NULL};
         (void)run_sync(oc, argv);
 }

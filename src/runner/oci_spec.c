@@ -12,14 +12,14 @@
  * kernel memory, key tables): covered by the runtime with /dev/null or an
  * empty read-only tmpfs. Paths missing on a kernel are skipped. */
 const char *const runner_masked_paths[] = {
-        "/proc/acpi",        "/proc/asound",      "/proc/kcore",       "/proc/keys",
-        "/proc/key-users",   "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-        "/proc/sched_debug", "/proc/scsi",        "/proc/slabinfo",    "/proc/kpageflags",
-        "/proc/kpagecount",  "/proc/kpagecgroup", "/proc/kallsyms",    "/proc/vmallocinfo",
+    "/proc/acpi",        "/proc/asound",        "/proc/kcore",      "/proc/keys",
+    "/proc/key-users",   "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+    "/proc/sched_debug", "/proc/scsi",          "/proc/slabinfo",   "/proc/kpageflags",
+    "/proc/kpagecount",  "/proc/kpagecgroup",   "/proc/kallsyms",   "/proc/vmallocinfo",
 };
 
 const char *const runner_readonly_paths[] = {
-        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 const size_t runner_n_masked_paths = KILN_ARRAY_SIZE(runner_masked_paths);
 const size_t runner_n_readonly_paths = KILN_ARRAY_SIZE(runner_readonly_paths);
@@ -103,8 +103,7 @@ static json_t *process(const struct runner_config *cfg, const struct runner_cgro
         /* No core dumps, as in Nix. */
         json_t *p = json_pack("{s:b,s:{s:i,s:i},s:o,s:s,s:o,s:o,s:[{s:s,s:i,s:i},{s:s,s:i,s:i}],"
                               "s:b}",
-                              "terminal", 0, "user", "uid", 1000, "gid", 100, "args",
-                              exec_args(r),
+                              "terminal", 0, "user", "uid", 1000, "gid", 100, "args", exec_args(r),
                               "cwd", cwd, "env", env, "capabilities", caps, "rlimits", "type",
                               "RLIMIT_NOFILE", "hard", 1024, "soft", 1024, "type", "RLIMIT_CORE",
                               "hard", 0, "soft", 0, "noNewPrivileges", 1);
@@ -119,9 +118,8 @@ static json_t *process(const struct runner_config *cfg, const struct runner_cgro
         return p;
 }
 
-json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc,
-                    const struct runner_ids *ids, const struct runner_cgroup *cgroup,
-                    const struct kiln_build_request *r)
+json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
+                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r)
 {
         const struct kiln_build_constraints *c = &r->constraints;
         bool network = c->present && c->network_access;
@@ -147,8 +145,8 @@ json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc
         for (size_t i = 0; i < r->scratch_paths.n; i++) {
                 char name[57];
                 char *dest = kiln_asprintf("/%s", r->scratch_paths.v[i]);
-                char *src = kiln_asprintf("scratch/%s",
-                                          runner_scratch_name(r->scratch_paths.v[i], name));
+                char *src =
+                    kiln_asprintf("scratch/%s", runner_scratch_name(r->scratch_paths.v[i], name));
                 MOUNT(mounts, dest, "none", src, "rbind", "rw", "nosuid", "nodev");
                 free(dest);
                 free(src);
@@ -158,9 +156,9 @@ json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc
         for (size_t i = 0; i < r->n_inputs; i++) {
                 const struct kiln_bytes *n = &r->inputs[i].name;
                 char *dest = r->inputs_dir[0]
-                                     ? kiln_asprintf("/%s/%.*s", r->inputs_dir, (int)n->len,
-                                                     (const char *)n->data)
-                                     : kiln_asprintf("/%.*s", (int)n->len, (const char *)n->data);
+                                 ? kiln_asprintf("/%s/%.*s", r->inputs_dir, (int)n->len,
+                                                 (const char *)n->data)
+                                 : kiln_asprintf("/%.*s", (int)n->len, (const char *)n->data);
                 char *src = kiln_asprintf("inputs/%.*s", (int)n->len, (const char *)n->data);
                 MOUNT(mounts, dest, "none", src, "rbind", "ro", "nosuid", "nodev");
                 free(dest);
@@ -190,12 +188,11 @@ json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc
                 json_array_append_new(ns, json_pack("{s:s}", "type", "network"));
         json_array_append_new(ns, json_pack("{s:s}", "type", "user"));
 
-        json_t *linux_ = json_pack(
-                "{s:o,s:o,s:{s:[]},s:o,s:o,s:o}", "uidMappings", idmaps(uids, 2),
-                "gidMappings", idmaps(gids, 2), "resources", "devices", "namespaces", ns,
-                "maskedPaths", strings(runner_masked_paths, runner_n_masked_paths),
-                "readonlyPaths", strings(runner_readonly_paths, runner_n_readonly_paths));
-        json_object_set(linux_, "seccomp", oc->seccomp);
+        json_t *linux_ =
+            json_pack("{s:o,s:o,s:{s:[]},s:o,s:o,s:o}", "uidMappings", idmaps(uids, 2),
+                      "gidMappings", idmaps(gids, 2), "resources", "devices", "namespaces", ns,
+                      "maskedPaths", strings(runner_masked_paths, runner_n_masked_paths),
+                      "readonlyPaths", strings(runner_readonly_paths, runner_n_readonly_paths));
         /* The build's leaf cgroup, below the one holding its limits. */
         char *cg_path = runner_cgroup_runtime_path(cgroup);
         if (cg_path)
@@ -203,7 +200,6 @@ json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc
         free(cg_path);
 
         return json_pack("{s:s,s:s,s:{},s:{s:s,s:b},s:o,s:o,s:o}", "ociVersion", "1.0.2-dev",
-                         "hostname", "localhost", "annotations", "root", "path", "root",
-                         "readonly", 1, "process", process(cfg, cgroup, r), "mounts", mounts, "linux",
-                         linux_);
+                         "hostname", "localhost", "annotations", "root", "path", "root", "readonly",
+                         1, "process", process(cfg, cgroup, r), "mounts", mounts, "linux", linux_);
 }

@@ -39,14 +39,14 @@ struct runner_config {
         char *bundle_root;   /* absolute */
         char *sandbox_shell; /* static shell bind-mounted at /bin/sh */
         unsigned concurrency;
-        unsigned timeout;     /* seconds, 0 = none */
-        unsigned max_silent;  /* seconds without output, 0 = no limit */
-        uint64_t max_log;     /* bytes of stdout + stderr, 0 = no limit */
-        uint64_t memory_max;  /* bytes per build, 0 = no limit */
-        uint64_t pids_max;    /* processes per build, 0 = no limit */
+        unsigned timeout;    /* seconds, 0 = none */
+        unsigned max_silent; /* seconds without output, 0 = no limit */
+        uint64_t max_log;    /* bytes of stdout + stderr, 0 = no limit */
+        uint64_t memory_max; /* bytes per build, 0 = no limit */
+        uint64_t pids_max;   /* processes per build, 0 = no limit */
         bool keep_failed;
-        uint32_t fallback_subid; /* start of kiln's range when /etc/sub[ug]id has none */
-        uint64_t scratch_size;   /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
+        uint32_t fallback_subid;   /* start of kiln's range when /etc/sub[ug]id has none */
+        uint64_t scratch_size;     /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
         struct kiln_strv ro_paths; /* the allow-list for available_ro_paths, sorted */
         struct runner_cgroups cgroups;
         /* Subordinate id ranges (start, count) of the running user. */
@@ -77,10 +77,8 @@ void runner_slot_ids(const struct runner_config *cfg, unsigned slot, struct runn
 /* --- oci_spec.c --- */
 
 /* The runtime spec (config.json) for a request (§10.4 with kiln's fixes). */
-struct oci_config;
-json_t *runner_spec(const struct runner_config *cfg, const struct oci_config *oc,
-                    const struct runner_ids *ids, const struct runner_cgroup *cgroup,
-                    const struct kiln_build_request *r);
+json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
+                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r);
 /* Paths of /proc a build may not read, and those it may only read. */
 extern const char *const runner_masked_paths[];
 extern const size_t runner_n_masked_paths;
@@ -114,8 +112,6 @@ void runner_cgroup_done(struct runner_cgroup *c);
 
 /* --- seccomp.c --- */
 
-/* The system call policy as the OCI spec's linux.seccomp object. */
-json_t *runner_seccomp_oci(void);
 /* The policy as BPF for seccomp(2): appended to *out as programs to install
  * in order, each a u32 instruction count and its struct sock_filter array. */
 int runner_seccomp_bpf(struct kiln_buf *out, struct kiln_error **err);
@@ -147,8 +143,8 @@ char *runner_find_helper(void);
 struct oci_config {
         char *runtime;   /* "runc" or "crun" */
         char *state_dir; /* the runtime's --root */
-        json_t *seccomp; /* the spec's linux.seccomp, made once */
         int exec_fd;     /* kiln-sandbox in a sealed memfd: the build's first program */
+        int seccomp_fd;  /* its seccomp programs (runner_seccomp_bpf), sealed */
 };
 /* Starts `<runtime> --root <state> run --bundle <bundle> <id>` with stdout
  * and stderr into the given fds; *ret_pidfd is a pidfd of the runtime. */
@@ -314,5 +310,4 @@ int runner_write_file_at(int dirfd, const char *name, const void *data, size_t l
 /* --- outputs.c --- */
 
 /* Ingests every output of the build with reference scanning (§10.7). */
-int runner_ingest_outputs(struct runner_build *b, struct kiln_build *ret,
-                          struct kiln_error **err);
+int runner_ingest_outputs(struct runner_build *b, struct kiln_build *ret, struct kiln_error **err);

@@ -31,9 +31,9 @@ static void test_scratch_prefix(void **state)
         kiln_strv_push(&r.scratch_paths, "build");
         kiln_strv_push(&r.scratch_paths, "nix/store");
         const char *rest;
-        assert_string_equal(runner_scratch_prefix(&r, "nix/store/fhaj6gmwns62s6ypkcldbaj2ybvkhx3p-foo",
-                                                  &rest),
-                            "nix/store");
+        assert_string_equal(
+            runner_scratch_prefix(&r, "nix/store/fhaj6gmwns62s6ypkcldbaj2ybvkhx3p-foo", &rest),
+            "nix/store");
         assert_string_equal(rest, "fhaj6gmwns62s6ypkcldbaj2ybvkhx3p-foo");
         assert_string_equal(runner_scratch_prefix(&r, "build", &rest), "build");
         assert_string_equal(rest, "");
@@ -106,8 +106,9 @@ static json_t *find_mount(json_t *spec, const char *dest)
 {
         json_t *mounts = json_object_get(spec, "mounts"), *m;
         size_t i;
-        json_array_foreach(mounts, i, m) if (!strcmp(json_string_value(json_object_get(m, "destination")),
-                                                     dest)) return m;
+        json_array_foreach(
+            mounts, i,
+            m) if (!strcmp(json_string_value(json_object_get(m, "destination")), dest)) return m;
         return NULL;
 }
 
@@ -122,31 +123,29 @@ static void test_spec(void **state)
                                     .subgid_count = 65536};
         struct runner_ids ids;
         struct runner_cgroup cg = {0};
-        struct oci_config oc = {.runtime = "runc", .seccomp = runner_seccomp_oci()};
         runner_slot_ids(&cfg, 3, &ids);
         assert_int_equal(ids.root_uid, 100006);
         assert_int_equal(ids.build_uid, 100007);
         assert_int_equal(ids.root_gid, 200006);
         assert_int_equal(ids.build_gid, 200007);
         json_t *j = json_loads(
-                "{\"inputs\":[{\"directory\":{\"name\":\"YmFy\",\"digest\":"
-                "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"size\":\"42\"}}],"
-                "\"commandArgs\":[\":\"],\"workingDir\":\"build\",\"scratchPaths\":[\"build\","
-                "\"nix/store\"],\"inputsDir\":\"nix/store\",\"outputs\":[\"nix/store/out\"],"
-                "\"environmentVars\":[{\"key\":\"A\",\"value\":\"eA==\"}],"
-                "\"constraints\":{\"system\":\"x86_64-linux\",\"provideBinSh\":true,"
-                "\"availableRoPaths\":[\"/dev/null\",\"/etc/hostname\"]}}",
-                0, NULL);
+            "{\"inputs\":[{\"directory\":{\"name\":\"YmFy\",\"digest\":"
+            "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"size\":\"42\"}}],"
+            "\"commandArgs\":[\":\"],\"workingDir\":\"build\",\"scratchPaths\":[\"build\","
+            "\"nix/store\"],\"inputsDir\":\"nix/store\",\"outputs\":[\"nix/store/out\"],"
+            "\"environmentVars\":[{\"key\":\"A\",\"value\":\"eA==\"}],"
+            "\"constraints\":{\"system\":\"x86_64-linux\",\"provideBinSh\":true,"
+            "\"availableRoPaths\":[\"/dev/null\",\"/etc/hostname\"]}}",
+            0, NULL);
         struct kiln_build_request r;
         assert_ok(kiln_build_request_from_json(j, &r, &err), err);
         json_decref(j);
-        json_t *spec = runner_spec(&cfg, &oc, &ids, &cg, &r);
+        json_t *spec = runner_spec(&cfg, &ids, &cg, &r);
 
         json_t *p = json_object_get(spec, "process");
         assert_true(json_is_false(json_object_get(p, "terminal")));
         assert_string_equal(json_string_value(json_object_get(p, "cwd")), "/build");
-        assert_string_equal(json_string_value(json_array_get(json_object_get(p, "env"), 0)),
-                            "A=x");
+        assert_string_equal(json_string_value(json_array_get(json_object_get(p, "env"), 0)), "A=x");
         assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "uid")),
                          1000);
         /* no capability in any set */
@@ -155,28 +154,27 @@ static void test_spec(void **state)
         assert_int_equal(json_object_size(caps), 5);
         json_object_foreach(caps, set_name, set) assert_int_equal(json_array_size(set), 0);
         /* container root and the build user map to the slot's ids only */
-        char *maps = kiln_json_dumps(json_object_get(json_object_get(spec, "linux"),
-                                                     "uidMappings"));
+        char *maps =
+            kiln_json_dumps(json_object_get(json_object_get(spec, "linux"), "uidMappings"));
         assert_string_equal(maps, "[{\"containerID\":0,\"hostID\":100006,\"size\":1},"
                                   "{\"containerID\":1000,\"hostID\":100007,\"size\":1}]");
         free(maps);
         /* no /sys; /dev is the bundle's, read-only; /tmp is in the scratch space */
         assert_null(find_mount(spec, "/sys"));
         assert_null(find_mount(spec, "/sys/fs/cgroup"));
-        assert_string_equal(json_string_value(json_object_get(find_mount(spec, "/dev"),
-                                                              "source")),
+        assert_string_equal(json_string_value(json_object_get(find_mount(spec, "/dev"), "source")),
                             "dev");
         char *dev_opts = kiln_json_dumps(json_object_get(find_mount(spec, "/dev"), "options"));
         assert_non_null(strstr(dev_opts, "\"ro\""));
         free(dev_opts);
-        assert_string_equal(json_string_value(json_object_get(find_mount(spec, "/tmp"),
-                                                              "source")),
+        assert_string_equal(json_string_value(json_object_get(find_mount(spec, "/tmp"), "source")),
                             "scratch/tmp");
         /* no cgroup namespace; network isolated */
         json_t *ns = json_object_get(json_object_get(spec, "linux"), "namespaces"), *n;
         size_t i;
         bool net = false;
-        json_array_foreach(ns, i, n) {
+        json_array_foreach(ns, i, n)
+        {
                 const char *t = json_string_value(json_object_get(n, "type"));
                 assert_string_not_equal(t, "cgroup");
                 net |= !strcmp(t, "network");
@@ -197,9 +195,9 @@ static void test_spec(void **state)
         assert_non_null(find_mount(spec, "/bin/sh"));
         json_t *mounts = json_object_get(spec, "mounts");
         size_t last = json_array_size(mounts) - 1;
-        assert_string_equal(json_string_value(json_object_get(json_array_get(mounts, last),
-                                                               "destination")),
-                            "/bin/sh");
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(mounts, last), "destination")),
+            "/bin/sh");
         /* /dev/pts has no gid=5 (one id per mapping range) */
         opts = kiln_json_dumps(json_object_get(find_mount(spec, "/dev/pts"), "options"));
         assert_null(strstr(opts, "gid=5"));
@@ -208,13 +206,12 @@ static void test_spec(void **state)
 
         /* with network access: no network namespace, host resolv.conf/hosts */
         r.constraints.network_access = true;
-        spec = runner_spec(&cfg, &oc, &ids, &cg, &r);
+        spec = runner_spec(&cfg, &ids, &cg, &r);
         ns = json_object_get(json_object_get(spec, "linux"), "namespaces");
         json_array_foreach(ns, i, n)
-                assert_string_not_equal(json_string_value(json_object_get(n, "type")), "network");
+            assert_string_not_equal(json_string_value(json_object_get(n, "type")), "network");
         assert_non_null(find_mount(spec, "/etc/hosts"));
         json_decref(spec);
-        json_decref(oc.seccomp);
         kiln_build_request_done(&r);
 }
 
@@ -252,8 +249,8 @@ static int fx_setup(void **state)
         assert_ok(kiln_blob_service_open("memory://", &f->blobs, &err), err);
         assert_ok(kiln_directory_service_open("memory://", &f->dirs, &err), err);
         kiln_runner_register();
-        char *url = kiln_asprintf("%s://%s/bundles?concurrency=2&ro-paths=/etc/hostname",
-                                  scheme, f->dir);
+        char *url =
+            kiln_asprintf("%s://%s/bundles?concurrency=2&ro-paths=/etc/hostname", scheme, f->dir);
         assert_ok(kiln_build_service_open(url, f->blobs, f->dirs, &f->svc, &err), err);
         free(url);
         struct kiln_import_options o = {.blobs = f->blobs, .dirs = f->dirs, .threads = 1};
@@ -300,19 +297,18 @@ static void test_build_library(void **state)
         struct fx *f = *state;
         struct kiln_error *err = NULL;
         struct kiln_build_request r = request(
-                f, "b=/nix/store/busybox; $b cat /build/.attr-x > /nix/store/out;"
-                   "$b ls /nix/store >> /nix/store/out; $b cat /etc/hostname >> /nix/store/out");
+            f, "b=/nix/store/busybox; $b cat /build/.attr-x > /nix/store/out;"
+               "$b ls /nix/store >> /nix/store/out; $b cat /etc/hostname >> /nix/store/out");
         kiln_strv_push(&r.outputs, "nix/store/out");
         kiln_strv_push(&r.needles, "busybox");
         kiln_strv_push(&r.needles, "absent");
         /* additional files land at /<path>, through the scratch path */
         r.files = calloc(1, sizeof(*r.files));
-        r.files[0] = (struct kiln_additional_file){.path = strdup("build/.attr-x"),
-                                                   .contents = (uint8_t *)strdup("attr\n"),
-                                                   .len = 5};
+        r.files[0] = (struct kiln_additional_file){
+            .path = strdup("build/.attr-x"), .contents = (uint8_t *)strdup("attr\n"), .len = 5};
         r.n_files = 1;
-        r.constraints = (struct kiln_build_constraints){.present = true,
-                                                        .system = strdup("x86_64-linux")};
+        r.constraints =
+            (struct kiln_build_constraints){.present = true, .system = strdup("x86_64-linux")};
         kiln_strv_push(&r.constraints.ro_paths, "/etc/hostname");
         assert_ok(kiln_build_request_validate(&r, &err), err);
 
@@ -387,18 +383,18 @@ static void test_build_library_failures(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_scratch_names),
-                cmocka_unit_test(test_scratch_prefix),
-                cmocka_unit_test(test_subid),
-                cmocka_unit_test(test_spec),
-                cmocka_unit_test_prestate_setup_teardown(test_build_library, fx_setup,
-                                                         fx_teardown, "oci"),
-                cmocka_unit_test_prestate_setup_teardown(test_build_library_failures, fx_setup,
-                                                         fx_teardown, "oci"),
-                cmocka_unit_test_prestate_setup_teardown(test_build_library, fx_setup,
-                                                         fx_teardown, "sandbox"),
-                cmocka_unit_test_prestate_setup_teardown(test_build_library_failures, fx_setup,
-                                                         fx_teardown, "sandbox"),
+            cmocka_unit_test(test_scratch_names),
+            cmocka_unit_test(test_scratch_prefix),
+            cmocka_unit_test(test_subid),
+            cmocka_unit_test(test_spec),
+            cmocka_unit_test_prestate_setup_teardown(test_build_library, fx_setup, fx_teardown,
+                                                     "oci"),
+            cmocka_unit_test_prestate_setup_teardown(test_build_library_failures, fx_setup,
+                                                     fx_teardown, "oci"),
+            cmocka_unit_test_prestate_setup_teardown(test_build_library, fx_setup, fx_teardown,
+                                                     "sandbox"),
+            cmocka_unit_test_prestate_setup_teardown(test_build_library_failures, fx_setup,
+                                                     fx_teardown, "sandbox"),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
