@@ -263,20 +263,16 @@ static void do_mount(const struct record *r)
                 return;
         }
         case PLAN_TMPFS:
-                make_mount_point(full, true);
-                if (mount("tmpfs", full, "tmpfs", flags, *data ? data : NULL) < 0)
-                        fail(errno, "mount tmpfs on %s", dest);
-                return;
         case PLAN_PROC:
+        case PLAN_DEVPTS: {
+                const char *fs = m.kind == PLAN_TMPFS  ? "tmpfs"
+                                 : m.kind == PLAN_PROC ? "proc"
+                                                       : "devpts";
                 make_mount_point(full, true);
-                if (mount("proc", full, "proc", flags, NULL) < 0)
-                        fail(errno, "mount proc on %s", dest);
+                if (mount(fs, full, fs, flags, *data ? data : NULL) < 0)
+                        fail(errno, "mount %s on %s", fs, dest);
                 return;
-        case PLAN_DEVPTS:
-                make_mount_point(full, true);
-                if (mount("devpts", full, "devpts", flags, *data ? data : NULL) < 0)
-                        fail(errno, "mount devpts on %s", dest);
-                return;
+        }
         }
         fail(EINVAL, "plan: unknown mount kind %u", m.kind);
 }
