@@ -10,7 +10,7 @@
  *     refscan-bench [MiB [feed KiB [runs]]]
  *
  * The buffer is allocated and touched once up front: page faults would dominate otherwise. */
-#include <kiln/refscan.h>
+#include <kiln/ingest/refscan.h>
 
 #include <stdio.h>
 #include <sys/mman.h>

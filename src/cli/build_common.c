@@ -5,7 +5,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include <kiln/runner.h>
+#include <kiln/runner/runner.h>
 
 #include "cli.h"
 

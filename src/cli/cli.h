@@ -5,11 +5,11 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include <kiln/error.h>
+#include <kiln/util/error.h>
 #include <jansson.h>
 
-#include <kiln/buildsvc.h>
-#include <kiln/store.h>
+#include <kiln/build/service.h>
+#include <kiln/store/store.h>
 
 int cmd_hash(int argc, char **argv);
 int cmd_import(int argc, char **argv);

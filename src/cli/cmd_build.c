@@ -1,5 +1,5 @@
 /* kiln build [REQUEST.json|-] */
-#include <kiln/build.h>
+#include <kiln/build/build.h>
 
 #include "cli.h"
 

@@ -3,8 +3,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include <kiln/buildsvc.h>
-#include <kiln/fsutil.h>
+#include <kiln/build/service.h>
+#include <kiln/util/fsutil.h>
 
 #include "cli.h"
 #include "server.h"

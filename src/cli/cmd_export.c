@@ -1,8 +1,8 @@
 /* kiln export NODE DEST */
 #include <fcntl.h>
 
-#include <kiln/import.h>
-#include <kiln/json.h>
+#include <kiln/ingest/import.h>
+#include <kiln/castore/json.h>
 
 #include "cli.h"
 

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <kiln/blake3.h>
+#include <kiln/blake3/blake3.h>
 
 #include "cli.h"
 

@@ -1,9 +1,9 @@
 /* kiln import [--needle STRING]... PATH... */
 #include <fcntl.h>
 
-#include <kiln/import.h>
-#include <kiln/json.h>
-#include <kiln/refscan.h>
+#include <kiln/ingest/import.h>
+#include <kiln/castore/json.h>
+#include <kiln/ingest/refscan.h>
 
 #include "cli.h"
 

@@ -1,5 +1,5 @@
 /* kiln ls [--json] b3:<digest> */
-#include <kiln/json.h>
+#include <kiln/castore/json.h>
 
 #include "cli.h"
 

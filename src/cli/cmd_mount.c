@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include <kiln/fuse.h>
-#include <kiln/json.h>
+#include <kiln/fuse/fuse.h>
+#include <kiln/castore/json.h>
 
 #include "cli.h"
 

@@ -1,7 +1,7 @@
 /* kiln nix hash-derivation [--no-check] DRV... */
 #include <fcntl.h>
 
-#include <kiln/json.h>
+#include <kiln/castore/json.h>
 #include <kiln/nix/drv_hash.h>
 
 #include "cli_nix.h"

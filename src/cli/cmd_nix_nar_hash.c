@@ -1,7 +1,7 @@
 /* kiln nix nar-hash [--base32|--base16|--sri] [--size] (PATH | --node NODE) */
 #include <fcntl.h>
 
-#include <kiln/json.h>
+#include <kiln/castore/json.h>
 #include <kiln/nix/nar.h>
 
 #include "cli_nix.h"

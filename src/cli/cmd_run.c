@@ -1,9 +1,9 @@
 /* kiln run: a hermetic build for people. */
 #include <fcntl.h>
 
-#include <kiln/fsutil.h>
-#include <kiln/import.h>
-#include <kiln/json.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/ingest/import.h>
+#include <kiln/castore/json.h>
 
 #include "cli.h"
 

@@ -1,7 +1,7 @@
 /* The store options shared by every verb. */
 #include <stdlib.h>
 
-#include <kiln/json.h>
+#include <kiln/castore/json.h>
 
 #include "cli.h"
 

@@ -6,7 +6,7 @@
 
 #include <time.h>
 
-#include <kiln/rpc.h>
+#include <kiln/rpc/rpc.h>
 
 #include "server.h"
 

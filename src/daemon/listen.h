@@ -12,7 +12,7 @@
 
 #include <grpc/grpc.h>
 
-#include <kiln/error.h>
+#include <kiln/util/error.h>
 
 struct srv_listeners {
         char **unix_paths; /* socket files we created, removed at the end */

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include <kiln/util.h>
+#include <kiln/util/util.h>
 
 bool daemon_log_debug_enabled(void);
 void daemon_log_debug(const char *fmt, ...) _printf_(1, 2);

@@ -9,8 +9,8 @@
  * gRPC's queue until a slot frees). */
 #pragma once
 
-#include <kiln/buildsvc.h>
-#include <kiln/store.h>
+#include <kiln/build/service.h>
+#include <kiln/store/store.h>
 
 struct kiln_server_config {
         /* Borrowed: they must outlive the server. Each may be used by many

@@ -23,8 +23,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include <kiln/digest_map.h>
-#include <kiln/fuse.h>
+#include <kiln/castore/digest_map.h>
+#include <kiln/fuse/fuse.h>
 
 #define KFUSE_ROOT_INO 1
 

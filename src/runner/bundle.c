@@ -14,8 +14,8 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 
-#include <kiln/base64.h>
-#include <kiln/fuse.h>
+#include <kiln/util/base64.h>
+#include <kiln/fuse/fuse.h>
 
 #include "runner.h"
 

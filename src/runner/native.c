@@ -16,8 +16,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include <kiln/runner.h>
-#include <kiln/url.h>
+#include <kiln/runner/runner.h>
+#include <kiln/util/url.h>
 
 #include "native_plan.h"
 #include "runner.h"

@@ -6,8 +6,8 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 
-#include <kiln/fsutil.h>
-#include <kiln/url.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/util/url.h>
 
 #include "runner.h"
 

@@ -5,8 +5,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <kiln/import.h>
-#include <kiln/refscan.h>
+#include <kiln/ingest/import.h>
+#include <kiln/ingest/refscan.h>
 
 #include "runner.h"
 

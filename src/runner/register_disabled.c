@@ -1,6 +1,6 @@
 /* Built without FUSE: there is no local build service to register. */
-#include <kiln/runner.h>
-#include <kiln/util.h>
+#include <kiln/runner/runner.h>
+#include <kiln/util/util.h>
 
 void kiln_runner_register(void)
 {

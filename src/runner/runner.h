@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
-#include <kiln/buildsvc.h>
+#include <kiln/build/service.h>
 
 /* One id mapping entry of the runtime spec. */
 struct idmap {

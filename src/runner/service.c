@@ -23,12 +23,12 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include <kiln/fsutil.h>
-#include <kiln/fuse.h>
-#include <kiln/import.h>
-#include <kiln/refscan.h>
-#include <kiln/runner.h>
-#include <kiln/url.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/fuse/fuse.h>
+#include <kiln/ingest/import.h>
+#include <kiln/ingest/refscan.h>
+#include <kiln/runner/runner.h>
+#include <kiln/util/url.h>
 
 #include "runner.h"
 

@@ -21,8 +21,8 @@
 
 #include <jansson.h>
 
-#include <kiln/blake3.h>
-#include <kiln/util.h>
+#include <kiln/blake3/blake3.h>
+#include <kiln/util/util.h>
 
 #include "blake3_impl.h"
 

@@ -16,8 +16,8 @@
 #include <time.h>
 #include <zstd.h>
 
-#include <kiln/fsutil.h>
-#include <kiln/store.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/store/store.h>
 
 #include "backends.h"
 #include "fastcdc.h"

@@ -2,8 +2,8 @@
  * NUL and UTF-8 rules, wire and JSON round trips. */
 #include "testutil.h"
 
-#include <kiln/build.h>
-#include <kiln/json.h>
+#include <kiln/build/build.h>
+#include <kiln/castore/json.h>
 
 #include "build.pb-c.h"
 

@@ -1,9 +1,9 @@
 /* castore data model: digests, validation, canonical encoding, sizes, JSON. */
 #include "testutil.h"
 
-#include <kiln/base64.h>
-#include <kiln/castore.h>
-#include <kiln/json.h>
+#include <kiln/util/base64.h>
+#include <kiln/castore/castore.h>
+#include <kiln/castore/json.h>
 
 #include "castore.pb-c.h"
 

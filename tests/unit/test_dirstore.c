@@ -9,10 +9,10 @@
 #include <sys/wait.h>
 #include <zstd.h>
 
-#include <kiln/backend.h>
-#include <kiln/digest_map.h>
-#include <kiln/castore.h>
-#include <kiln/store.h>
+#include <kiln/store/backend.h>
+#include <kiln/castore/digest_map.h>
+#include <kiln/castore/castore.h>
+#include <kiln/store/store.h>
 
 /* --- fixtures (SPEC §13.3) --- */
 

@@ -2,7 +2,7 @@
  * independence from write boundaries, and locality of edits. */
 #include "testutil.h"
 
-#include <kiln/digest.h>
+#include <kiln/castore/digest.h>
 
 #include "fastcdc.h"
 

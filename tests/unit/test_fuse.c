@@ -17,10 +17,10 @@
 #include <sys/xattr.h>
 #include <time.h>
 
-#include <kiln/backend.h>
-#include <kiln/fuse.h>
-#include <kiln/import.h>
-#include <kiln/store.h>
+#include <kiln/store/backend.h>
+#include <kiln/fuse/fuse.h>
+#include <kiln/ingest/import.h>
+#include <kiln/store/store.h>
 
 static char base[64];
 static char mnt[128];

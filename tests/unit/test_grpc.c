@@ -8,10 +8,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include <kiln/backend.h>
-#include <kiln/buildsvc.h>
-#include <kiln/rpc.h>
-#include <kiln/store.h>
+#include <kiln/store/backend.h>
+#include <kiln/build/service.h>
+#include <kiln/rpc/rpc.h>
+#include <kiln/store/store.h>
 
 #include "server.h"
 

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <kiln/fsutil.h>
-#include <kiln/import.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/ingest/import.h>
 
 struct fx {
         char dir[64];

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <kiln/fsutil.h>
-#include <kiln/import.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/ingest/import.h>
 #include <kiln/nix/nar.h>
 
 struct fixture {

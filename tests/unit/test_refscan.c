@@ -1,6 +1,6 @@
 /* Reference scanner: the spec vectors (§7, §13.5 with kiln's substring semantics), stream
  * splitting, the result API, and a randomized comparison against memmem(). */
-#include <kiln/refscan.h>
+#include <kiln/ingest/refscan.h>
 
 #include <pthread.h>
 #include <setjmp.h>

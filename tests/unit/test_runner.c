@@ -6,11 +6,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <kiln/buildsvc.h>
-#include <kiln/fsutil.h>
-#include <kiln/import.h>
-#include <kiln/json.h>
-#include <kiln/runner.h>
+#include <kiln/build/service.h>
+#include <kiln/util/fsutil.h>
+#include <kiln/ingest/import.h>
+#include <kiln/castore/json.h>
+#include <kiln/runner/runner.h>
 
 #include "runner.h"
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include <kiln/error.h>
+#include <kiln/util/error.h>
 
 /* Decodes a hex string into a new buffer. */
 static inline uint8_t *test_unhex(const char *hex, size_t *ret_len)

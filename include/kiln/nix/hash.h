@@ -5,7 +5,7 @@
  * be called from any thread; a hasher is used by one thread at a time. */
 #pragma once
 
-#include <kiln/error.h>
+#include <kiln/util/error.h>
 
 enum kiln_nix_hash_algo {
         KILN_NIX_HASH_NONE = 0,

@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 #include <kiln/nix/hash.h>
-#include <kiln/store.h>
+#include <kiln/store/store.h>
 
 /* Where a writer's bytes go, in order, in pieces of any size. */
 struct kiln_nix_nar_sink {

@@ -4,7 +4,7 @@
  * functions, safe from any thread. */
 #pragma once
 
-#include <kiln/error.h>
+#include <kiln/util/error.h>
 
 /* Characters in the encoding of n bytes: ceil(8n / 5) (20 → 32, 32 → 52). */
 static inline size_t kiln_nixbase32_len(size_t n)

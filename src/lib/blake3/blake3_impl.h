@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <kiln/blake3.h>
+#include <kiln/blake3/blake3.h>
 
 /* Domain flags of the compression function. */
 enum {

@@ -9,7 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 
-#include <kiln/digest_map.h>
+#include <kiln/castore/digest_map.h>
 #include <kiln/nix/drv_hash.h>
 
 #define MAX_DEPTH 2048

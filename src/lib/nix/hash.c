@@ -4,7 +4,7 @@
 
 #include <openssl/evp.h>
 
-#include <kiln/base64.h>
+#include <kiln/util/base64.h>
 #include <kiln/nix/hash.h>
 #include <kiln/nix/nixbase32.h>
 

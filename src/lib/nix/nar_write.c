@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <kiln/digest_map.h>
+#include <kiln/castore/digest_map.h>
 #include <kiln/nix/nar.h>
 
 #include "quote.h"

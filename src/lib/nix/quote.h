@@ -1,7 +1,7 @@
 /* Quoting untrusted strings for error messages (internal to the Nix layer). */
 #pragma once
 
-#include <kiln/util.h>
+#include <kiln/util/util.h>
 
 /* At most the first 64 bytes of (s, len), with bytes outside printable ASCII,
  * the quote ' and the backslash written as \xNN (so a message stays one line)

@@ -3,9 +3,9 @@
  * call. A call is used by one thread at a time. */
 #pragma once
 
-#include <kiln/buildsvc.h>
-#include <kiln/rpc.h>
-#include <kiln/url.h>
+#include <kiln/build/service.h>
+#include <kiln/rpc/rpc.h>
+#include <kiln/util/url.h>
 
 /* One HTTP/2 channel, shared by every service opened on the same URL (query
  * ignored) within the process. Thread-safe. */

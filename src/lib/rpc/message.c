@@ -4,7 +4,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 
-#include <kiln/rpc.h>
+#include <kiln/rpc/rpc.h>
 
 void kiln_rpc_bb_read(grpc_byte_buffer *bb, struct kiln_buf *b)
 {

@@ -1,6 +1,6 @@
 /* Builds without the grpc feature: grpc+… URLs are understood (and checked)
  * but cannot be used. */
-#include "../backends/backends.h"
+#include "../store/backends/backends.h"
 
 static int not_built(const char *url, struct kiln_error **err)
 {

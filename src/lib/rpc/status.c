@@ -7,7 +7,7 @@
 
 #include <grpc/support/log.h>
 
-#include <kiln/rpc.h>
+#include <kiln/rpc/rpc.h>
 
 static const struct {
         int code;

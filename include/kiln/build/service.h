@@ -1,0 +1,75 @@
+/* Build services: run a validated BuildRequest and answer with a Build
+ * (SPEC §9.5–§9.6, §10). Chosen by URL (§5.5): dummy://, oci:///abs/bundle/root
+ * and grpc+unix / grpc+http / grpc+https. */
+#pragma once
+
+#include <kiln/build/build.h>
+#include <kiln/store/store.h>
+
+/* A cancellation token: an eventfd that becomes readable once triggered, so
+ * a runner can poll it beside its child process. Thread-safe. */
+struct kiln_cancel;
+KILN_PUBLIC struct kiln_cancel *kiln_cancel_new(void);
+KILN_PUBLIC void kiln_cancel_free(struct kiln_cancel *c);
+DEFINE_CLEANUP_FUNC(struct kiln_cancel, kiln_cancel_free)
+KILN_PUBLIC void kiln_cancel_trigger(struct kiln_cancel *c);
+KILN_PUBLIC bool kiln_cancel_is_set(const struct kiln_cancel *c);
+/* Readable (POLLIN) once triggered. */
+KILN_PUBLIC int kiln_cancel_fd(const struct kiln_cancel *c);
+
+/* Per-call context of a build; every member is optional. */
+struct kiln_build_call {
+        struct kiln_cancel *cancel;
+        /* Called from the building thread with a short phase name ("queued",
+         * "bundle", "mount", "run", "ingest"). */
+        void (*progress)(void *userdata, const char *phase);
+        void *userdata;
+        /* Wall-clock limit in seconds for this build; 0 = the service's. */
+        unsigned timeout;
+};
+
+struct kiln_build_service;
+struct kiln_build_service_ops {
+        const char *name;
+        /* *ret is filled on success. Failures: -EINVAL (request), -ENOEXEC (an
+         * unmet constraint), -ETIMEDOUT, -ECANCELED, other codes for build and
+         * infrastructure failures, with a message saying which step failed. */
+        int (*build)(struct kiln_build_service *s, const struct kiln_build_request *req,
+                     const struct kiln_build_call *call, struct kiln_build *ret,
+                     struct kiln_error **err);
+        void (*free)(struct kiln_build_service *s);
+        /* Optional: a one-line notice about how builds will run here that an
+         * operator should read once (e.g. limits that cannot be enforced). */
+        const char *(*notice)(struct kiln_build_service *s);
+};
+struct kiln_build_service {
+        const struct kiln_build_service_ops *ops;
+};
+
+/* Backends living outside libkiln (the OCI runner) register a constructor
+ * for their URL scheme at startup. `u` is the parsed `url`. */
+struct kiln_url;
+typedef int (*kiln_build_service_ctor)(const struct kiln_url *u, const char *url,
+                                       struct kiln_blob_service *blobs,
+                                       struct kiln_directory_service *dirs,
+                                       struct kiln_build_service **ret, struct kiln_error **err);
+/* Not thread-safe: call before services are opened. */
+KILN_PUBLIC void kiln_build_service_register(const char *scheme, kiln_build_service_ctor ctor);
+
+/* Creates a build service; blobs and dirs are borrowed (they must outlive
+ * it) and used by backends that need stores (oci). */
+KILN_PUBLIC int kiln_build_service_open(const char *url, struct kiln_blob_service *blobs,
+                                        struct kiln_directory_service *dirs,
+                                        struct kiln_build_service **ret,
+                                        struct kiln_error **err);
+KILN_PUBLIC void kiln_build_service_free(struct kiln_build_service *s);
+DEFINE_CLEANUP_FUNC(struct kiln_build_service, kiln_build_service_free)
+KILN_PUBLIC const char *kiln_build_service_name(const struct kiln_build_service *s);
+/* The service's notice for operators (see the op), or NULL. Owned by s. */
+KILN_PUBLIC const char *kiln_build_service_notice(struct kiln_build_service *s);
+
+/* Runs a build. `call` may be NULL. Thread-safe: services queue as needed. */
+KILN_PUBLIC int kiln_build_service_build(struct kiln_build_service *s,
+                                         const struct kiln_build_request *req,
+                                         const struct kiln_build_call *call,
+                                         struct kiln_build *ret, struct kiln_error **err);

@@ -1,0 +1,32 @@
+/* Constructors of the store backends, called by store.c after it has parsed
+ * and checked the URL's scheme. Each validates the rest of the URL itself. */
+#pragma once
+
+#include <kiln/store/backend.h>
+#include <kiln/util/url.h>
+
+int kiln_blob_memory_new(const struct kiln_url *u, struct kiln_blob_service **ret,
+                         struct kiln_error **err);
+int kiln_blob_objectstore_new(const struct kiln_url *u, struct kiln_blob_service **ret,
+                              struct kiln_error **err);
+
+int kiln_directory_memory_new(const struct kiln_url *u, struct kiln_directory_service **ret,
+                              struct kiln_error **err);
+int kiln_directory_lmdb_new(const struct kiln_url *u, struct kiln_directory_service **ret,
+                            struct kiln_error **err);
+int kiln_directory_objectstore_new(const struct kiln_url *u,
+                                   struct kiln_directory_service **ret, struct kiln_error **err);
+
+/* Checks a grpc+unix / grpc+http / grpc+https URL (SPEC §5.2). */
+int kiln_grpc_url_check(const struct kiln_url *u, const char *url, struct kiln_error **err);
+
+/* The gRPC clients (src/lib/rpc/), for a URL already checked by
+ * kiln_grpc_url_check(); in builds without the grpc feature they fail with
+ * -ENOTSUP. */
+struct kiln_build_service;
+int kiln_blob_grpc_new(const struct kiln_url *u, const char *url, struct kiln_blob_service **ret,
+                       struct kiln_error **err);
+int kiln_directory_grpc_new(const struct kiln_url *u, const char *url,
+                            struct kiln_directory_service **ret, struct kiln_error **err);
+int kiln_build_grpc_new(const struct kiln_url *u, const char *url,
+                        struct kiln_build_service **ret, struct kiln_error **err);
