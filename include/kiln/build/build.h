@@ -75,7 +75,6 @@ KILN_PUBLIC void kiln_build_done(struct kiln_build *b);
 /* Clean paths (§9.2; kiln also rejects NUL, which a C string cannot hold). */
 KILN_PUBLIC bool kiln_path_is_clean_relative(const char *p);
 KILN_PUBLIC bool kiln_path_is_clean_absolute(const char *p);
-KILN_PUBLIC bool kiln_utf8_valid(const void *p, size_t len);
 
 /* Checks a request as the server checks a received one (-EINVAL with the
  * §9.3 message); duplicate constraint paths are then dropped, as the domain

@@ -119,3 +119,7 @@ static inline int kiln_unhex(char c)
  * Return 0 / bytes read, or -errno. */
 KILN_PUBLIC int kiln_write_all(int fd, const void *p, size_t n);
 KILN_PUBLIC ssize_t kiln_read_full(int fd, void *p, size_t n);
+
+/* Whether p[0..len) is well-formed UTF-8 (no overlongs, surrogates or
+ * code points above U+10FFFF). */
+KILN_PUBLIC bool kiln_utf8_valid(const void *p, size_t len);

@@ -6,7 +6,7 @@
  * server's message. Thread-safe: every build is its own call. */
 #include <kiln/build/service.h>
 
-#include "../store/backends/backends.h"
+#include "grpc.h"
 #include "../rpc/client.h"
 
 #define M_DO_BUILD "/tvix.build.v1.BuildService/DoBuild"

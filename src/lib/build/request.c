@@ -106,43 +106,6 @@ void kiln_build_done(struct kiln_build *b)
 
 /* --- checks --- */
 
-bool kiln_utf8_valid(const void *data, size_t len)
-{
-        const uint8_t *p = data, *end = p + len;
-        while (p < end) {
-                uint8_t c = *p++;
-                if (c < 0x80)
-                        continue;
-                size_t n;
-                uint32_t cp;
-                if ((c & 0xe0) == 0xc0) {
-                        n = 1;
-                        cp = c & 0x1f;
-                } else if ((c & 0xf0) == 0xe0) {
-                        n = 2;
-                        cp = c & 0x0f;
-                } else if ((c & 0xf8) == 0xf0) {
-                        n = 3;
-                        cp = c & 0x07;
-                } else {
-                        return false;
-                }
-                if ((size_t)(end - p) < n)
-                        return false;
-                for (size_t i = 0; i < n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (p[i] & 0x3f);
-                }
-                p += n;
-                /* overlong forms, surrogates, beyond U+10FFFF */
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return false;
-        }
-        return true;
-}
-
 /* One or more segments joined by single '/', none empty, "." or "..". */
 static bool clean_segments(const char *p)
 {

@@ -17,7 +17,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include <kiln/store/backend.h>
+#include <kiln/castore/closure.h>
 #include <kiln/castore/digest_map.h>
 
 #define NO_EDGE SIZE_MAX

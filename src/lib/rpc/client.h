@@ -3,7 +3,7 @@
  * call. A call is used by one thread at a time. */
 #pragma once
 
-#include <kiln/build/service.h>
+#include <kiln/util/cancel.h>
 #include <kiln/rpc/rpc.h>
 #include <kiln/util/url.h>
 

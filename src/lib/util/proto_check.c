@@ -1,7 +1,6 @@
 /* Wire-level string checks; see proto_check.h. */
 #include <stdio.h>
 
-#include <kiln/build/build.h>
 
 #include <kiln/util/proto_check.h>
 

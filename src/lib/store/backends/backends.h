@@ -17,16 +17,9 @@ int kiln_directory_lmdb_new(const struct kiln_url *u, struct kiln_directory_serv
 int kiln_directory_objectstore_new(const struct kiln_url *u,
                                    struct kiln_directory_service **ret, struct kiln_error **err);
 
-/* Checks a grpc+unix / grpc+http / grpc+https URL (SPEC §5.2). */
-int kiln_grpc_url_check(const struct kiln_url *u, const char *url, struct kiln_error **err);
-
-/* The gRPC clients (src/lib/rpc/), for a URL already checked by
- * kiln_grpc_url_check(); in builds without the grpc feature they fail with
- * -ENOTSUP. */
-struct kiln_build_service;
+/* The gRPC clients, for a URL already checked by kiln_grpc_url_check(); in
+ * builds without the grpc feature they fail with -ENOTSUP. */
 int kiln_blob_grpc_new(const struct kiln_url *u, const char *url, struct kiln_blob_service **ret,
                        struct kiln_error **err);
 int kiln_directory_grpc_new(const struct kiln_url *u, const char *url,
                             struct kiln_directory_service **ret, struct kiln_error **err);
-int kiln_build_grpc_new(const struct kiln_url *u, const char *url,
-                        struct kiln_build_service **ret, struct kiln_error **err);

@@ -1,6 +1,6 @@
 /* Builds without the grpc feature: grpc+… URLs are understood (and checked)
  * but cannot be used. */
-#include "../store/backends/backends.h"
+#include "backends.h"
 
 static int not_built(const char *url, struct kiln_error **err)
 {
@@ -17,13 +17,6 @@ int kiln_blob_grpc_new(const struct kiln_url *u, const char *url, struct kiln_bl
 
 int kiln_directory_grpc_new(const struct kiln_url *u, const char *url,
                             struct kiln_directory_service **ret, struct kiln_error **err)
-{
-        (void)u, (void)ret;
-        return not_built(url, err);
-}
-
-int kiln_build_grpc_new(const struct kiln_url *u, const char *url,
-                        struct kiln_build_service **ret, struct kiln_error **err)
 {
         (void)u, (void)ret;
         return not_built(url, err);
