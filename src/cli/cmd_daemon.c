@@ -50,7 +50,15 @@ static void on_signal(int sig)
                 kiln_server_stop(running);
 }
 
-int cmd_daemon(int argc, char **argv)
+struct daemon_args {
+        const char *build_url;
+        const char **listen;
+        size_t n_listen;
+        unsigned max_calls;
+};
+
+/* -1 to go on, else the exit status (0 after --help, 2 for a usage error). */
+static int parse_args(int argc, char **argv, struct cli_stores *stores, struct daemon_args *a)
 {
         static const struct option opts[] = {
                 {"help", no_argument, NULL, 'h'},
@@ -60,25 +68,21 @@ int cmd_daemon(int argc, char **argv)
                 CLI_STORE_OPTIONS,
                 {},
         };
-        struct cli_stores stores = {0};
-        const char *build_url = NULL;
-        _cleanup_free_ const char **listen = NULL;
-        size_t n_listen = 0;
-        unsigned max_calls = 0;
         int c;
         while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
-                if (cli_stores_option(&stores, c, optarg))
+                if (cli_stores_option(stores, c, optarg))
                         continue;
                 switch (c) {
                 case 'h':
                         fputs(usage, stdout);
                         return 0;
                 case 'l':
-                        listen = kiln_reallocarray(listen, n_listen + 1, sizeof(*listen));
-                        listen[n_listen++] = optarg;
+                        a->listen = kiln_reallocarray(a->listen, a->n_listen + 1,
+                                                      sizeof(*a->listen));
+                        a->listen[a->n_listen++] = optarg;
                         break;
                 case CLI_OPT_BUILD_ADDR:
-                        build_url = optarg;
+                        a->build_url = optarg;
                         break;
                 case 'm': {
                         char *end;
@@ -86,7 +90,7 @@ int cmd_daemon(int argc, char **argv)
                         if (*end || v == 0 || v > 100000)
                                 return cli_usage_error("daemon", "invalid --max-calls '%s'",
                                                        optarg);
-                        max_calls = (unsigned)v;
+                        a->max_calls = (unsigned)v;
                         break;
                 }
                 default:
@@ -95,40 +99,24 @@ int cmd_daemon(int argc, char **argv)
         }
         if (optind < argc)
                 return cli_usage_error("daemon", "unexpected argument '%s'", argv[optind]);
-        if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
-                return 1;
+        return -1;
+}
+
+/* Binds every listen address (or the default socket) and returns in *ret
+ * the "listening on" line. 0, or 1 after printing the failure. */
+static int listen_all(struct kiln_server *srv, const struct daemon_args *a, char **ret)
+{
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
-        struct kiln_build_service *builds = NULL;
-        int status = 1;
-        struct kiln_server *srv = NULL;
         _cleanup_free_ char *default_socket = NULL;
-        if (cli_build_service_open(&stores, build_url, &builds))
-                goto out;
-        const char *notice = kiln_build_service_notice(builds);
-        if (notice)
-                fprintf(stderr, "kiln: note: %s\n", notice);
-        struct kiln_server_config cfg = {
-                .blobs = stores.blobs,
-                .dirs = stores.dirs,
-                .builds = builds,
-                .max_calls = max_calls,
-        };
-        if (kiln_server_new(&cfg, &srv, &err) < 0) {
-                cli_fail(err);
-                goto out;
-        }
+        if (!a->n_listen && default_listen(&default_socket, &err) < 0)
+                return cli_fail(err);
         struct kiln_buf line = KILN_BUF_INIT;
-        if (!n_listen && default_listen(&default_socket, &err) < 0) {
-                cli_fail(err);
-                goto out;
-        }
-        for (size_t i = 0; i < (n_listen ? n_listen : 1); i++) {
+        for (size_t i = 0; i < (a->n_listen ? a->n_listen : 1); i++) {
                 _cleanup_free_ char *desc = NULL;
-                if (kiln_server_listen(srv, n_listen ? listen[i] : default_socket, &desc, &err) <
-                    0) {
+                if (kiln_server_listen(srv, a->n_listen ? a->listen[i] : default_socket, &desc,
+                                       &err) < 0) {
                         kiln_buf_done(&line);
-                        cli_fail(err);
-                        goto out;
+                        return cli_fail(err);
                 }
                 if (i)
                         kiln_buf_append(&line, ", ", 2);
@@ -138,11 +126,17 @@ int cmd_daemon(int argc, char **argv)
          * access, so nobody connected before this narrows it further. */
         if (default_socket && chmod(default_socket, 0600) < 0) {
                 kiln_buf_done(&line);
-                cli_failf("chmod %s: %s", default_socket, strerror(errno));
-                goto out;
+                return cli_failf("chmod %s: %s", default_socket, strerror(errno));
         }
         kiln_buf_append_byte(&line, 0);
+        *ret = (char *)kiln_buf_steal(&line, NULL);
+        return 0;
+}
 
+/* Serves until SIGTERM or SIGINT; the exit status. */
+static int serve(struct kiln_server *srv, const char *listening)
+{
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
         sigemptyset(&sa.sa_mask);
         running = srv;
@@ -150,19 +144,52 @@ int cmd_daemon(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         if (kiln_server_start(srv, &err) < 0) {
-                kiln_buf_done(&line);
+                running = NULL;
+                return cli_fail(err);
+        }
+        printf("listening on %s\n", listening);
+        fflush(stdout);
+        kiln_server_run(srv);
+        running = NULL;
+        return 0;
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+        struct cli_stores stores = {0};
+        struct daemon_args a = {0};
+        int status = parse_args(argc, argv, &stores, &a);
+        if (status >= 0) {
+                free(a.listen);
+                return status;
+        }
+        status = 1;
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        struct kiln_build_service *builds = NULL;
+        struct kiln_server *srv = NULL;
+        _cleanup_free_ char *listening = NULL;
+        if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS) ||
+            cli_build_service_open(&stores, a.build_url, &builds))
+                goto out;
+        const char *notice = kiln_build_service_notice(builds);
+        if (notice)
+                fprintf(stderr, "kiln: note: %s\n", notice);
+        struct kiln_server_config cfg = {
+                .blobs = stores.blobs,
+                .dirs = stores.dirs,
+                .builds = builds,
+                .max_calls = a.max_calls,
+        };
+        if (kiln_server_new(&cfg, &srv, &err) < 0) {
                 cli_fail(err);
                 goto out;
         }
-        printf("listening on %s\n", (char *)line.data);
-        fflush(stdout);
-        kiln_buf_done(&line);
-        kiln_server_run(srv);
-        status = 0;
+        if (listen_all(srv, &a, &listening) == 0)
+                status = serve(srv, listening);
 out:
-        running = NULL;
         kiln_server_free(srv);
         kiln_build_service_free(builds);
         cli_stores_close(&stores);
+        free(a.listen);
         return status;
 }

@@ -34,6 +34,43 @@ static json_t *path_json(const char *p)
         return j;
 }
 
+/* Imports one PATH and prints its line; the exit status. */
+static int import_one(const struct cli_stores *stores, const char *path,
+                      const struct kiln_refscan_set *set, unsigned threads)
+{
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *found =
+                set ? kiln_refscan_result_new(set) : NULL;
+        struct kiln_import_options o = {
+                .blobs = stores->blobs,
+                .dirs = stores->dirs,
+                .needles = set,
+                .found = found,
+                .scan_names = true,
+                .threads = threads,
+        };
+        struct kiln_node node;
+        if (kiln_import_path(&o, AT_FDCWD, path, &node, &err) < 0)
+                return cli_fail(err);
+        json_t *line = json_object();
+        json_object_set_new(line, "path", path_json(path));
+        json_object_set_new(line, "node", kiln_node_to_json(&node));
+        if (set) {
+                uint64_t *idx;
+                size_t n = kiln_refscan_result_list(found, &idx);
+                json_t *a = json_array();
+                for (size_t k = 0; k < n; k++)
+                        json_array_append_new(a, json_integer((json_int_t)idx[k]));
+                free(idx);
+                json_object_set_new(line, "needles", a);
+        }
+        cli_print_json(line);
+        fflush(stdout);
+        json_decref(line);
+        kiln_node_done(&node);
+        return 0;
+}
+
 int cmd_import(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -87,40 +124,9 @@ int cmd_import(int argc, char **argv)
                 return 1;
 
         int status = 0;
-        for (int i = optind; i < argc; i++) {
-                _cleanup_(kiln_refscan_result_freep) struct kiln_refscan_result *found =
-                        set ? kiln_refscan_result_new(set) : NULL;
-                struct kiln_import_options o = {
-                        .blobs = stores.blobs,
-                        .dirs = stores.dirs,
-                        .needles = set,
-                        .found = found,
-                        .scan_names = true,
-                        .threads = threads,
-                };
-                struct kiln_node node;
-                if (kiln_import_path(&o, AT_FDCWD, argv[i], &node, &err) < 0) {
-                        status = cli_fail(err);
-                        kiln_error_clear(&err);
-                        continue;
-                }
-                json_t *line = json_object();
-                json_object_set_new(line, "path", path_json(argv[i]));
-                json_object_set_new(line, "node", kiln_node_to_json(&node));
-                if (set) {
-                        uint64_t *idx;
-                        size_t n = kiln_refscan_result_list(found, &idx);
-                        json_t *a = json_array();
-                        for (size_t k = 0; k < n; k++)
-                                json_array_append_new(a, json_integer((json_int_t)idx[k]));
-                        free(idx);
-                        json_object_set_new(line, "needles", a);
-                }
-                cli_print_json(line);
-                fflush(stdout);
-                json_decref(line);
-                kiln_node_done(&node);
-        }
+        for (int i = optind; i < argc; i++)
+                if (import_one(&stores, argv[i], set, threads))
+                        status = 1;
         cli_stores_close(&stores);
         return status;
 }

@@ -109,7 +109,10 @@ static void *signal_main(void *arg)
         return NULL;
 }
 
-int cmd_mount(int argc, char **argv)
+/* Parses the options and roots: -1 to go on, else the exit status (0 after
+ * --help, 2 for a usage error). */
+static int parse_args(int argc, char **argv, struct cli_stores *stores,
+                      struct kiln_fuse_options *fo, const char **mountpoint, struct roots *roots)
 {
         static const struct option opts[] = {
             {"threads", required_argument, NULL, OPT_THREADS},
@@ -121,29 +124,27 @@ int cmd_mount(int argc, char **argv)
             CLI_STORE_OPTIONS,
             {},
         };
-        struct cli_stores stores = {0};
-        struct kiln_fuse_options fo = {.show_xattr = true};
         int c;
         while ((c = getopt_long(argc, argv, "hl", opts, NULL)) != -1) {
-                if (cli_stores_option(&stores, c, optarg))
+                if (cli_stores_option(stores, c, optarg))
                         continue;
                 switch (c) {
                 case OPT_THREADS:
-                        if (!parse_uint(optarg, 1, 256, &fo.threads))
+                        if (!parse_uint(optarg, 1, 256, &fo->threads))
                                 return cli_usage_error("mount", "invalid --threads '%s' (1..256)",
                                                        optarg);
                         break;
                 case OPT_ALLOW_OTHER:
-                        fo.allow_other = true;
+                        fo->allow_other = true;
                         break;
                 case 'l':
-                        fo.list_root = true;
+                        fo->list_root = true;
                         break;
                 case OPT_NO_XATTR:
-                        fo.show_xattr = false;
+                        fo->show_xattr = false;
                         break;
                 case OPT_READAHEAD:
-                        if (!parse_uint(optarg, 4, 1024 * 1024, &fo.readahead_kb))
+                        if (!parse_uint(optarg, 4, 1024 * 1024, &fo->readahead_kb))
                                 return cli_usage_error(
                                     "mount", "invalid --readahead-kb '%s' (4..1048576)", optarg);
                         break;
@@ -156,17 +157,49 @@ int cmd_mount(int argc, char **argv)
         }
         if (optind >= argc)
                 return cli_usage_error("mount", "missing MOUNTPOINT");
-        const char *mountpoint = argv[optind++];
-        if (!*mountpoint)
+        *mountpoint = argv[optind++];
+        if (!**mountpoint)
                 return cli_usage_error("mount", "empty MOUNTPOINT");
         if (optind >= argc)
                 return cli_usage_error("mount", "expected at least one NAME=NODE");
-        _cleanup_(roots_done) struct roots roots = {0};
         for (int i = optind; i < argc; i++) {
-                int r = parse_root(argv[i], &roots);
+                int r = parse_root(argv[i], roots);
                 if (r)
                         return r;
         }
+        return -1;
+}
+
+/* Serves the mount until it is unmounted or a signal stops it, the signals
+ * taken by a thread of their own. The exit status. */
+static int serve(struct kiln_fuse *f, struct signal_thread *st, const char *mountpoint,
+                 size_t n_roots)
+{
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        st->f = f;
+        pthread_t sig_thread;
+        int r = pthread_create(&sig_thread, NULL, signal_main, st);
+        if (r != 0)
+                return cli_failf("start signal thread: %s", strerror(r));
+        printf("kiln: mounted at %s (%zu root%s)\n", mountpoint, n_roots, n_roots == 1 ? "" : "s");
+        fflush(stdout);
+
+        r = kiln_fuse_wait(f, &err);
+        /* sigwait is a cancellation point: no stop can reach a freed mount. */
+        pthread_cancel(sig_thread);
+        pthread_join(sig_thread, NULL);
+        return r < 0 ? cli_fail(err) : 0;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+        struct cli_stores stores = {0};
+        struct kiln_fuse_options fo = {.show_xattr = true};
+        const char *mountpoint = NULL;
+        _cleanup_(roots_done) struct roots roots = {0};
+        int status = parse_args(argc, argv, &stores, &fo, &mountpoint, &roots);
+        if (status >= 0)
+                return status;
 
         /* Signals are taken by one thread, which asks the mount to stop.
          * Block them before anything starts threads (gRPC clients do when
@@ -181,37 +214,20 @@ int cmd_mount(int argc, char **argv)
 
         if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
                 return 1;
-        for (size_t i = 0; i < roots.n; i++)
-                if (check_root(&stores, &roots.v[i])) {
-                        cli_stores_close(&stores);
-                        return 1;
-                }
-
+        status = 1;
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         struct kiln_fuse *f = NULL;
+        for (size_t i = 0; i < roots.n; i++)
+                if (check_root(&stores, &roots.v[i]))
+                        goto out;
         if (kiln_fuse_mount(stores.blobs, stores.dirs, roots.v, roots.n, mountpoint, &fo, &f,
                             &err) < 0) {
-                cli_stores_close(&stores);
-                return cli_fail(err);
+                cli_fail(err);
+                goto out;
         }
-        st.f = f;
-        pthread_t sig_thread;
-        int r = pthread_create(&sig_thread, NULL, signal_main, &st);
-        if (r != 0) {
-                kiln_fuse_free(f);
-                cli_stores_close(&stores);
-                return cli_failf("start signal thread: %s", strerror(r));
-        }
-        printf("kiln: mounted at %s (%zu root%s)\n", mountpoint, roots.n, roots.n == 1 ? "" : "s");
-        fflush(stdout);
-
-        r = kiln_fuse_wait(f, &err);
-        /* sigwait is a cancellation point: no stop can reach a freed mount. */
-        pthread_cancel(sig_thread);
-        pthread_join(sig_thread, NULL);
+        status = serve(f, &st, mountpoint, roots.n);
         kiln_fuse_free(f);
+out:
         cli_stores_close(&stores);
-        if (r < 0)
-                return cli_fail(err);
-        return 0;
+        return status;
 }

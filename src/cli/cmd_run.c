@@ -79,7 +79,40 @@ struct input_arg {
         const char *path;
 };
 
-int cmd_run(int argc, char **argv)
+/* What the command line asks for beyond the request itself. */
+struct run_args {
+        struct input_arg *inputs;
+        size_t n_inputs;
+        struct kiln_strv extra_needles;
+        const char *build_url, *export_dir;
+        unsigned timeout;
+};
+
+static void run_args_done(struct run_args *a)
+{
+        for (size_t i = 0; i < a->n_inputs; i++)
+                free(a->inputs[i].name);
+        free(a->inputs);
+        kiln_strv_done(&a->extra_needles);
+}
+
+/* The request kiln run starts from: Nix's build environment, /build. */
+static void request_defaults(struct kiln_build_request *req)
+{
+        req->constraints.present = true;
+        req->constraints.system = kiln_strdup("x86_64-linux");
+        req->working_dir = kiln_strdup("build");
+        req->inputs_dir = kiln_strdup("inputs");
+        set_env(req, "HOME", "/homeless-shelter");
+        set_env(req, "PATH", "/bin");
+        set_env(req, "TMPDIR", "/build");
+        set_env(req, "NIX_BUILD_TOP", "/build");
+}
+
+/* Parses the options into req and a: -1 to go on, else the exit status
+ * (0 after --help, 2 for a usage error). */
+static int parse_args(int argc, char **argv, struct cli_stores *stores,
+                      struct kiln_build_request *req, struct run_args *a)
 {
         static const struct option opts[] = {
                 {"input", required_argument, NULL, 'i'},
@@ -96,169 +129,141 @@ int cmd_run(int argc, char **argv)
                 CLI_STORE_OPTIONS,
                 {},
         };
-        struct cli_stores stores = {0};
-        struct kiln_build_request req = {0};
-        struct input_arg *inputs = NULL;
-        size_t n_inputs = 0;
-        struct kiln_strv extra_needles = {0};
-        const char *build_url = NULL, *export_dir = NULL;
-        struct kiln_error *err = NULL;
-        unsigned timeout = 0;
-        int status = 2;
-        req.constraints.present = true;
-        req.constraints.system = kiln_strdup("x86_64-linux");
-        req.working_dir = kiln_strdup("build");
-        req.inputs_dir = kiln_strdup("inputs");
-        set_env(&req, "HOME", "/homeless-shelter");
-        set_env(&req, "PATH", "/bin");
-        set_env(&req, "TMPDIR", "/build");
-        set_env(&req, "NIX_BUILD_TOP", "/build");
-
         int c;
         while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-                if (cli_stores_option(&stores, c, optarg))
+                if (cli_stores_option(stores, c, optarg))
                         continue;
                 char *eq;
                 switch (c) {
                 case 'i':
                         eq = strchr(optarg, '=');
-                        if (!eq || eq == optarg || !eq[1]) {
-                                cli_usage_error("run", "--input wants NAME=HOST_PATH, got '%s'",
-                                                optarg);
-                                goto out;
-                        }
-                        inputs = kiln_reallocarray(inputs, n_inputs + 1, sizeof(*inputs));
-                        inputs[n_inputs++] = (struct input_arg){
+                        if (!eq || eq == optarg || !eq[1])
+                                return cli_usage_error(
+                                        "run", "--input wants NAME=HOST_PATH, got '%s'", optarg);
+                        a->inputs = kiln_reallocarray(a->inputs, a->n_inputs + 1,
+                                                      sizeof(*a->inputs));
+                        a->inputs[a->n_inputs++] = (struct input_arg){
                                 .name = strndup(optarg, (size_t)(eq - optarg)), .path = eq + 1};
                         break;
                 case 'o':
-                        kiln_strv_push(&req.outputs, optarg);
+                        kiln_strv_push(&req->outputs, optarg);
                         break;
                 case 'e':
                         eq = strchr(optarg, '=');
-                        if (!eq || eq == optarg) {
-                                cli_usage_error("run", "--env wants KEY=VALUE, got '%s'", optarg);
-                                goto out;
-                        }
+                        if (!eq || eq == optarg)
+                                return cli_usage_error("run", "--env wants KEY=VALUE, got '%s'",
+                                                       optarg);
                         *eq = '\0';
-                        set_env(&req, optarg, eq + 1);
+                        set_env(req, optarg, eq + 1);
                         *eq = '=';
                         break;
                 case 'n':
-                        kiln_strv_push(&extra_needles, optarg);
+                        kiln_strv_push(&a->extra_needles, optarg);
                         break;
                 case 'd':
-                        free(req.inputs_dir);
-                        req.inputs_dir = kiln_strdup(optarg);
+                        free(req->inputs_dir);
+                        req->inputs_dir = kiln_strdup(optarg);
                         break;
                 case 'N':
-                        req.constraints.network_access = true;
+                        req->constraints.network_access = true;
                         break;
                 case 'B':
-                        req.constraints.provide_bin_sh = true;
+                        req->constraints.provide_bin_sh = true;
                         break;
                 case 't': {
                         char *end;
                         unsigned long v = strtoul(optarg, &end, 10);
-                        if (*end || !*optarg || v == 0 || v > 7 * 24 * 3600) {
-                                cli_usage_error("run", "invalid --timeout '%s'", optarg);
-                                goto out;
-                        }
-                        timeout = (unsigned)v;
+                        if (*end || !*optarg || v == 0 || v > 7 * 24 * 3600)
+                                return cli_usage_error("run", "invalid --timeout '%s'", optarg);
+                        a->timeout = (unsigned)v;
                         break;
                 }
                 case 'x':
-                        export_dir = optarg;
+                        a->export_dir = optarg;
                         break;
                 case CLI_OPT_BUILD_ADDR:
-                        build_url = optarg;
+                        a->build_url = optarg;
                         break;
                 case 'h':
                         fputs(usage, stdout);
-                        status = 0;
-                        goto out;
+                        return 0;
                 default:
-                        cli_usage_error("run", "invalid option");
-                        goto out;
+                        return cli_usage_error("run", "invalid option");
                 }
         }
-        if (optind >= argc) {
-                cli_usage_error("run", "no COMMAND given (put it after --)");
-                goto out;
-        }
+        if (optind >= argc)
+                return cli_usage_error("run", "no COMMAND given (put it after --)");
         for (int i = optind; i < argc; i++)
-                kiln_strv_push(&req.command_args, argv[i]);
+                kiln_strv_push(&req->command_args, argv[i]);
+        return -1;
+}
 
-        /* Scratch space: /build, and where each output lives. */
-        kiln_strv_push(&req.scratch_paths, "build");
-        for (size_t i = 0; i < req.outputs.n; i++) {
-                const char *o = req.outputs.v[i];
-                if (!kiln_path_is_clean_relative(o) || !*o) {
-                        cli_usage_error("run", "--output must be a clean relative path, got '%s'",
-                                        o);
-                        goto out;
-                }
+/* Scratch space: /build, and where each output lives. 0, or 2 for an output
+ * path that is not clean. */
+static int set_scratch_paths(struct kiln_build_request *req)
+{
+        kiln_strv_push(&req->scratch_paths, "build");
+        for (size_t i = 0; i < req->outputs.n; i++) {
+                const char *o = req->outputs.v[i];
+                if (!kiln_path_is_clean_relative(o) || !*o)
+                        return cli_usage_error(
+                                "run", "--output must be a clean relative path, got '%s'", o);
                 const char *slash = strrchr(o, '/');
                 char *scratch = slash ? strndup(o, (size_t)(slash - o)) : kiln_strdup(o);
-                kiln_strv_push(&req.scratch_paths, scratch);
+                kiln_strv_push(&req->scratch_paths, scratch);
                 free(scratch);
         }
-        strv_sort_unique(&req.scratch_paths);
-        strv_sort_unique(&req.outputs);
-        qsort(req.env, req.n_env, sizeof(*req.env), cmp_env);
+        strv_sort_unique(&req->scratch_paths);
+        strv_sort_unique(&req->outputs);
+        qsort(req->env, req->n_env, sizeof(*req->env), cmp_env);
+        return 0;
+}
 
-        status = 1;
-        if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
-                goto out;
-        /* Import the inputs; their in-sandbox paths are the default needles. */
-        req.inputs = kiln_calloc(n_inputs, sizeof(*req.inputs));
-        for (size_t i = 0; i < n_inputs; i++) {
-                struct kiln_import_options o = {.blobs = stores.blobs, .dirs = stores.dirs};
-                struct kiln_node *n = &req.inputs[req.n_inputs];
-                if (kiln_import_path(&o, AT_FDCWD, inputs[i].path, n, &err) < 0) {
-                        cli_fail(err);
-                        goto out;
-                }
-                req.n_inputs++;
-                kiln_node_set_name(n, inputs[i].name, strlen(inputs[i].name));
-                char *needle = req.inputs_dir[0]
-                                       ? kiln_asprintf("/%s/%s", req.inputs_dir, inputs[i].name)
-                                       : kiln_asprintf("/%s", inputs[i].name);
-                kiln_strv_push(&req.needles, needle);
+/* Imports the inputs; their in-sandbox paths are the default needles. */
+static int import_inputs(const struct cli_stores *stores, const struct run_args *a,
+                         struct kiln_build_request *req, struct kiln_error **err)
+{
+        req->inputs = kiln_calloc(a->n_inputs, sizeof(*req->inputs));
+        for (size_t i = 0; i < a->n_inputs; i++) {
+                struct kiln_import_options o = {.blobs = stores->blobs, .dirs = stores->dirs};
+                struct kiln_node *n = &req->inputs[req->n_inputs];
+                int r = kiln_import_path(&o, AT_FDCWD, a->inputs[i].path, n, err);
+                if (r < 0)
+                        return r;
+                req->n_inputs++;
+                kiln_node_set_name(n, a->inputs[i].name, strlen(a->inputs[i].name));
+                char *needle = req->inputs_dir[0] ? kiln_asprintf("/%s/%s", req->inputs_dir,
+                                                                  a->inputs[i].name)
+                                                  : kiln_asprintf("/%s", a->inputs[i].name);
+                kiln_strv_push(&req->needles, needle);
                 free(needle);
         }
-        qsort(req.inputs, req.n_inputs, sizeof(*req.inputs), cmp_node);
-        for (size_t i = 0; i < extra_needles.n; i++)
-                kiln_strv_push(&req.needles, extra_needles.v[i]);
-        if (kiln_build_request_validate(&req, &err) < 0) {
-                cli_fail(err);
-                goto out;
-        }
+        qsort(req->inputs, req->n_inputs, sizeof(*req->inputs), cmp_node);
+        for (size_t i = 0; i < a->extra_needles.n; i++)
+                kiln_strv_push(&req->needles, a->extra_needles.v[i]);
+        return 0;
+}
 
-        struct kiln_build_service *svc = NULL;
-        if (cli_build_service_open(&stores, build_url, &svc))
-                goto out;
-        struct kiln_build build;
-        int r = cli_build_run(svc, &req, timeout, &build, &err);
-        kiln_build_service_free(svc);
-        if (r < 0) {
-                cli_fail(err);
-                goto out;
-        }
-        status = 0;
-        for (size_t i = 0; i < build.n_outputs; i++) {
-                const struct kiln_build_output *bo = &build.outputs[i];
+/* One JSON line per output (its node and the needles found in it), and the
+ * outputs written under export_dir if asked. Returns the exit status. */
+static int report_outputs(const struct cli_stores *stores, const struct kiln_build_request *req,
+                          const struct kiln_build *build, const char *export_dir)
+{
+        struct kiln_error *err = NULL;
+        int status = 0;
+        for (size_t i = 0; i < build->n_outputs; i++) {
+                const struct kiln_build_output *bo = &build->outputs[i];
                 json_t *line = json_object();
-                json_object_set_new(line, "output", json_string(req.outputs.v[i]));
+                json_object_set_new(line, "output", json_string(req->outputs.v[i]));
                 struct kiln_node anon;
                 kiln_node_copy(&anon, &bo->node);
                 kiln_node_set_name(&anon, NULL, 0);
                 json_object_set_new(line, "node", kiln_node_to_json(&anon));
                 json_t *found = json_array();
                 for (size_t k = 0; k < bo->n_needles; k++)
-                        if (bo->needles[k] < req.needles.n)
-                                json_array_append_new(found,
-                                                      json_string(req.needles.v[bo->needles[k]]));
+                        if (bo->needles[k] < req->needles.n)
+                                json_array_append_new(
+                                        found, json_string(req->needles.v[bo->needles[k]]));
                 json_object_set_new(line, "needles", found);
                 cli_print_json(line);
                 json_decref(line);
@@ -271,7 +276,7 @@ int cmd_run(int argc, char **argv)
                         _cleanup_free_ char *dest = kiln_asprintf(
                                 "%s/%.*s", export_dir, (int)bo->node.name.len,
                                 (const char *)bo->node.name.data);
-                        if (kiln_export_node(stores.blobs, stores.dirs, &anon, AT_FDCWD, dest,
+                        if (kiln_export_node(stores->blobs, stores->dirs, &anon, AT_FDCWD, dest,
                                              &err) < 0) {
                                 status = cli_fail(err);
                                 kiln_error_clear(&err);
@@ -279,13 +284,48 @@ int cmd_run(int argc, char **argv)
                 }
                 kiln_node_done(&anon);
         }
+        return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+        struct cli_stores stores = {0};
+        struct kiln_build_request req = {0};
+        struct run_args a = {0};
+        struct kiln_error *err = NULL;
+        request_defaults(&req);
+
+        int status = parse_args(argc, argv, &stores, &req, &a);
+        if (status >= 0)
+                goto out;
+        status = set_scratch_paths(&req);
+        if (status)
+                goto out;
+
+        status = 1;
+        if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS))
+                goto out;
+        if (import_inputs(&stores, &a, &req, &err) < 0 ||
+            kiln_build_request_validate(&req, &err) < 0) {
+                cli_fail(err);
+                goto out;
+        }
+
+        struct kiln_build_service *svc = NULL;
+        if (cli_build_service_open(&stores, a.build_url, &svc))
+                goto out;
+        struct kiln_build build;
+        int r = cli_build_run(svc, &req, a.timeout, &build, &err);
+        kiln_build_service_free(svc);
+        if (r < 0) {
+                cli_fail(err);
+                goto out;
+        }
+        status = report_outputs(&stores, &req, &build, a.export_dir);
         kiln_build_done(&build);
 out:
         kiln_error_free(err);
-        for (size_t i = 0; i < n_inputs; i++)
-                free(inputs[i].name);
-        free(inputs);
-        kiln_strv_done(&extra_needles);
+        run_args_done(&a);
         kiln_build_request_done(&req);
         cli_stores_close(&stores);
         return status;

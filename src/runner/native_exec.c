@@ -423,6 +423,136 @@ static void install_seccomp(const struct exec_spec *x)
         }
 }
 
+static void do_root(const struct record *r)
+{
+        size_t pos = 0;
+        const char *p = record_string(r, &pos);
+        if (strlen(p) >= sizeof(root) - 1024)
+                fail(ENAMETOOLONG, "root %s", p);
+        strcpy(root, p);
+        if (mount("kiln-root", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") < 0)
+                fail(errno, "mount the root tmpfs");
+}
+
+static void do_hostname(const struct record *r)
+{
+        size_t pos = 0;
+        const char *h = record_string(r, &pos);
+        if (sethostname(h, strlen(h)) < 0 || setdomainname("(none)", 6) < 0)
+                fail(errno, "set the host name");
+}
+
+static void do_rlimit(const struct record *r)
+{
+        struct plan_rlimit l;
+        record_fixed(r, &l, sizeof(l));
+        struct rlimit rl = {.rlim_cur = l.soft, .rlim_max = l.hard};
+        if (setrlimit((int)l.resource, &rl) < 0)
+                fail(errno, "setrlimit %u", l.resource);
+}
+
+/* Filters are installed last, just before the exec (they would block the
+ * setup's own calls). */
+static void keep_seccomp(struct exec_spec *x, const struct record *r)
+{
+        if (x->n_seccomp == sizeof(x->seccomp) / sizeof(x->seccomp[0]))
+                fail(EINVAL, "plan: too many seccomp programs");
+        x->seccomp[x->n_seccomp] = malloc(sizeof(*r));
+        if (!x->seccomp[x->n_seccomp])
+                fail(ENOMEM, "plan: allocate");
+        memcpy((void *)x->seccomp[x->n_seccomp++], r, sizeof(*r));
+}
+
+/* Carries out the plan's records in order: the root and its mounts, files
+ * and masks, host name, limits; what the exec needs goes into x. */
+static void apply_plan(const struct plan *pl, struct exec_spec *x)
+{
+        struct record r;
+        size_t off = sizeof(struct plan_header);
+        while (next_record(pl, &off, &r)) {
+                size_t pos = 0;
+                switch (r.type) {
+                case PLAN_ROOT:
+                        do_root(&r);
+                        break;
+                case PLAN_MOUNT:
+                        do_mount(&r);
+                        break;
+                case PLAN_FILE:
+                        do_file(&r);
+                        break;
+                case PLAN_SYMLINK:
+                        do_symlink(&r);
+                        break;
+                case PLAN_MASK:
+                        do_mask(&r, false);
+                        break;
+                case PLAN_READONLY:
+                        do_mask(&r, true);
+                        break;
+                case PLAN_HOSTNAME:
+                        do_hostname(&r);
+                        break;
+                case PLAN_LOOPBACK:
+                        loopback_up();
+                        break;
+                case PLAN_RLIMIT:
+                        do_rlimit(&r);
+                        break;
+                case PLAN_PERSONALITY: {
+                        uint32_t p;
+                        record_fixed(&r, &p, sizeof(p));
+                        if (personality(p) < 0)
+                                fail(errno, "personality");
+                        break;
+                }
+                case PLAN_SECCOMP:
+                        keep_seccomp(x, &r);
+                        break;
+                case PLAN_CREDS:
+                        record_fixed(&r, &x->creds, sizeof(x->creds));
+                        break;
+                case PLAN_CWD:
+                        x->cwd = record_string(&r, &pos);
+                        break;
+                case PLAN_ARG:
+                        push(&x->argv, &x->argc, record_string(&r, &pos));
+                        break;
+                case PLAN_ENV:
+                        push(&x->envp, &x->envc, record_string(&r, &pos));
+                        break;
+                case PLAN_NAMESPACES:
+                case PLAN_UID_MAP:
+                case PLAN_GID_MAP:
+                case PLAN_CGROUP:
+                        break; /* kiln-sandbox's */
+                default:
+                        fail(EINVAL, "plan: unknown record %u", r.type);
+                }
+        }
+        if (!root[0] || !x->argc || !x->cwd || !x->creds.uid)
+                fail(EINVAL, "plan: no root, command, working directory or user");
+}
+
+/* The root becomes /, read-only; the host's tree is gone from this
+ * namespace. Then the build's working directory and user. */
+static void enter_root(const struct exec_spec *x)
+{
+        if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+            umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+                fail(errno, "pivot_root");
+        if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+            0)
+                fail(errno, "make / read-only");
+        if (chdir(x->cwd) < 0)
+                fail(errno, "chdir %s", x->cwd);
+        drop_privileges(&x->creds);
+        /* Only stdin, stdout, stderr reach the command (and the report fd
+         * until the exec succeeds). */
+        if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+                fail(errno, "close_range");
+}
+
 static int sandbox_main(const struct plan *pl, int sync_fd)
 {
         /* The sandbox dies with kiln-sandbox, and kiln-sandbox with the
@@ -441,106 +571,8 @@ static int sandbox_main(const struct plan *pl, int sync_fd)
                 fail(errno, "make / private");
 
         struct exec_spec x = {0};
-        struct record r;
-        size_t off = sizeof(struct plan_header);
-        while (next_record(pl, &off, &r)) {
-                size_t pos = 0;
-                switch (r.type) {
-                case PLAN_ROOT: {
-                        const char *p = record_string(&r, &pos);
-                        if (strlen(p) >= sizeof(root) - 1024)
-                                fail(ENAMETOOLONG, "root %s", p);
-                        strcpy(root, p);
-                        if (mount("kiln-root", root, "tmpfs", MS_NOSUID | MS_NODEV,
-                                  "mode=0755,size=16m") < 0)
-                                fail(errno, "mount the root tmpfs");
-                        break;
-                }
-                case PLAN_MOUNT:
-                        do_mount(&r);
-                        break;
-                case PLAN_FILE:
-                        do_file(&r);
-                        break;
-                case PLAN_SYMLINK:
-                        do_symlink(&r);
-                        break;
-                case PLAN_MASK:
-                        do_mask(&r, false);
-                        break;
-                case PLAN_READONLY:
-                        do_mask(&r, true);
-                        break;
-                case PLAN_HOSTNAME: {
-                        const char *h = record_string(&r, &pos);
-                        if (sethostname(h, strlen(h)) < 0 || setdomainname("(none)", 6) < 0)
-                                fail(errno, "set the host name");
-                        break;
-                }
-                case PLAN_LOOPBACK:
-                        loopback_up();
-                        break;
-                case PLAN_RLIMIT: {
-                        struct plan_rlimit l;
-                        record_fixed(&r, &l, sizeof(l));
-                        struct rlimit rl = {.rlim_cur = l.soft, .rlim_max = l.hard};
-                        if (setrlimit((int)l.resource, &rl) < 0)
-                                fail(errno, "setrlimit %u", l.resource);
-                        break;
-                }
-                case PLAN_PERSONALITY: {
-                        uint32_t p;
-                        record_fixed(&r, &p, sizeof(p));
-                        if (personality(p) < 0)
-                                fail(errno, "personality");
-                        break;
-                }
-                case PLAN_SECCOMP:
-                        if (x.n_seccomp == sizeof(x.seccomp) / sizeof(x.seccomp[0]))
-                                fail(EINVAL, "plan: too many seccomp programs");
-                        x.seccomp[x.n_seccomp] = malloc(sizeof(r));
-                        if (!x.seccomp[x.n_seccomp])
-                                fail(ENOMEM, "plan: allocate");
-                        memcpy((void *)x.seccomp[x.n_seccomp++], &r, sizeof(r));
-                        break;
-                case PLAN_CREDS:
-                        record_fixed(&r, &x.creds, sizeof(x.creds));
-                        break;
-                case PLAN_CWD:
-                        x.cwd = record_string(&r, &pos);
-                        break;
-                case PLAN_ARG:
-                        push(&x.argv, &x.argc, record_string(&r, &pos));
-                        break;
-                case PLAN_ENV:
-                        push(&x.envp, &x.envc, record_string(&r, &pos));
-                        break;
-                case PLAN_NAMESPACES:
-                case PLAN_UID_MAP:
-                case PLAN_GID_MAP:
-                case PLAN_CGROUP:
-                        break; /* kiln-sandbox's */
-                default:
-                        fail(EINVAL, "plan: unknown record %u", r.type);
-                }
-        }
-        if (!root[0] || !x.argc || !x.cwd || !x.creds.uid)
-                fail(EINVAL, "plan: no root, command, working directory or user");
-
-        /* The root becomes /; the host's tree is gone from this namespace. */
-        if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
-            umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
-                fail(errno, "pivot_root");
-        if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
-            0)
-                fail(errno, "make / read-only");
-        if (chdir(x.cwd) < 0)
-                fail(errno, "chdir %s", x.cwd);
-        drop_privileges(&x.creds);
-        /* Only stdin, stdout, stderr reach the command (and the report fd
-         * until the exec succeeds). */
-        if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-                fail(errno, "close_range");
+        apply_plan(pl, &x);
+        enter_root(&x);
         install_seccomp(&x);
         if (!x.envp)
                 push(&x.envp, &x.envc, "PATH=/path-not-set");

@@ -1,4 +1,4 @@
-/* Importing a filesystem tree (SPEC §6).
+/* Importing a filesystem tree.
  *
  * The calling thread walks the tree depth-first with directory fds (never
  * following symlinks) and opens each regular file; worker threads read the
@@ -601,6 +601,84 @@ static void importer_stop(struct importer *imp)
         imp->n_workers = 0;
 }
 
+/* A lone file: uploaded on this thread. */
+static int import_file(struct importer *imp, int dirfd, const char *path, const struct stat *st,
+                       struct kiln_node *ret, struct kiln_error **err)
+{
+        const struct kiln_import_options *o = imp->o;
+        struct file_job *j;
+        int r = open_file(dirfd, path, path, &j, err);
+        if (r < 0)
+                return r;
+        uint8_t *buf = kiln_malloc(READ_BUF_SIZE);
+        struct kiln_refscan_stream *scan = o->needles ? kiln_refscan_stream_new(o->needles) : NULL;
+        r = upload_file(imp, j, buf, scan, err);
+        kiln_refscan_stream_free(scan);
+        free(buf);
+        if (r == 0)
+                r = kiln_blob_sync(o->blobs, err);
+        if (r == 0)
+                *ret = (struct kiln_node){.kind = KILN_NODE_FILE, .digest = j->digest,
+                                          .size = j->size,
+                                          .executable = (st->st_mode & S_IXUSR) != 0};
+        job_free(j);
+        return r;
+}
+
+/* A tree: walked on this thread, files uploaded by the workers, the
+ * Directories put leaves first; made durable in that order on success. */
+static int import_tree(struct importer *imp, int dirfd, const char *path, struct kiln_node *ret,
+                       struct kiln_error **err)
+{
+        int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d) {
+                int e = errno;
+                if (fd >= 0)
+                        close(fd);
+                return kiln_error_errno(err, e, "unable to open directory %s", path);
+        }
+        int r = walk_tree(imp, d, path, err);
+        if (r >= 0)
+                r = drain_finished(imp, true, err);
+        if (r < 0) {
+                pthread_mutex_lock(&imp->lock);
+                imp->cancelled = true;
+                pthread_mutex_unlock(&imp->lock);
+        }
+        importer_stop(imp);
+        if (imp->error) {
+                /* A worker's failure is the real cause; report it. */
+                r = -imp->error->code;
+                if (err) {
+                        kiln_error_free(*err);
+                        *err = TAKE_PTR(imp->error);
+                }
+        }
+        /* The Directories refer to the blobs: make those durable first. */
+        if (r >= 0) {
+                r = kiln_blob_sync(imp->o->blobs, err);
+                if (r < 0)
+                        r = kiln_error_prefix(err, r, "failed to sync the blob store");
+        }
+        if (r >= 0) {
+                r = kiln_directory_putter_close(imp->putter, NULL, err);
+                if (r < 0)
+                        r = kiln_error_prefix(err, r, "failed to finalize directory upload");
+        }
+        if (r >= 0) {
+                *ret = imp->root;
+                imp->have_root = false;
+        }
+        /* Anything left in the post-order queue belongs to a failed import. */
+        while (imp->final_head) {
+                struct pdir *p = imp->final_head;
+                imp->final_head = p->next_final;
+                pdir_free(p);
+        }
+        return r;
+}
+
 int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char *path,
                      struct kiln_node *ret, struct kiln_error **err)
 {
@@ -629,76 +707,8 @@ int kiln_import_path(const struct kiln_import_options *o, int dirfd, const char 
         pthread_mutex_init(&imp.lock, NULL);
         pthread_cond_init(&imp.work, NULL);
         pthread_cond_init(&imp.main, NULL);
-
-        if (S_ISREG(st.st_mode)) {
-                struct file_job *j;
-                r = open_file(dirfd, path, path, &j, err);
-                if (r < 0)
-                        goto out;
-                uint8_t *buf = kiln_malloc(READ_BUF_SIZE);
-                struct kiln_refscan_stream *scan =
-                        o->needles ? kiln_refscan_stream_new(o->needles) : NULL;
-                r = upload_file(&imp, j, buf, scan, err);
-                kiln_refscan_stream_free(scan);
-                free(buf);
-                if (r == 0)
-                        r = kiln_blob_sync(o->blobs, err);
-                if (r == 0)
-                        *ret = (struct kiln_node){.kind = KILN_NODE_FILE, .digest = j->digest,
-                                                  .size = j->size,
-                                                  .executable = (st.st_mode & S_IXUSR) != 0};
-                job_free(j);
-                goto out;
-        }
-
-        int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-        if (!d) {
-                int e = errno;
-                if (fd >= 0)
-                        close(fd);
-                r = kiln_error_errno(err, e, "unable to open directory %s", path);
-                goto out;
-        }
-        r = walk_tree(&imp, d, path, err);
-        if (r >= 0)
-                r = drain_finished(&imp, true, err);
-        if (r < 0) {
-                pthread_mutex_lock(&imp.lock);
-                imp.cancelled = true;
-                pthread_mutex_unlock(&imp.lock);
-        }
-        importer_stop(&imp);
-        if (imp.error) {
-                /* A worker's failure is the real cause; report it. */
-                r = -imp.error->code;
-                if (err) {
-                        kiln_error_free(*err);
-                        *err = TAKE_PTR(imp.error);
-                }
-        }
-        /* The Directories refer to the blobs: make those durable first. */
-        if (r >= 0) {
-                r = kiln_blob_sync(o->blobs, err);
-                if (r < 0)
-                        r = kiln_error_prefix(err, r, "failed to sync the blob store");
-        }
-        if (r >= 0) {
-                r = kiln_directory_putter_close(imp.putter, NULL, err);
-                if (r < 0)
-                        r = kiln_error_prefix(err, r, "failed to finalize directory upload");
-        }
-        if (r >= 0) {
-                *ret = imp.root;
-                imp.have_root = false;
-        }
-        /* Anything left in the post-order queue belongs to a failed import. */
-        while (imp.final_head) {
-                struct pdir *p = imp.final_head;
-                imp.final_head = p->next_final;
-                pdir_free(p);
-        }
-out:
+        r = S_ISREG(st.st_mode) ? import_file(&imp, dirfd, path, &st, ret, err)
+                                : import_tree(&imp, dirfd, path, ret, err);
         if (imp.have_root)
                 kiln_node_done(&imp.root);
         kiln_directory_putter_free(imp.putter);
