@@ -4,7 +4,7 @@ MESON ?= meson
 BUILD := build
 ASAN_BUILD := build-asan
 
-.PHONY: all deps check demo bench clean format
+.PHONY: all deps check demo bench install clean format
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -34,6 +34,10 @@ bench:
 	./scripts/install-deps.sh --bench
 	$(MAKE) all
 	@echo "benchmarks: run the scripts under bench/ by hand, e.g. bench/hash.sh"
+
+# Installs into meson's prefix (/usr/local); DESTDIR stages it elsewhere.
+install: all
+	$(MESON) install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,4 +1,4 @@
-/* tvix.castore.v1.BlobService (SPEC §3.2–§3.3) with kiln's changes:
+/* tvix.castore.v1.BlobService with kiln's changes:
  *
  * - Stat honours send_chunks: without it only has() runs and the chunk list
  *   stays empty.

@@ -1,5 +1,5 @@
-/* tvix.build.v1.BuildService/DoBuild (SPEC §9.5): the request is validated
- * (INVALID_ARGUMENT with the §9.3 message), then built by the configured
+/* tvix.build.v1.BuildService/DoBuild: the request is validated
+ * (INVALID_ARGUMENT with upstream's message), then built by the configured
  * build service on this call's thread. A second thread waits for the call's
  * close notification and triggers the build's kiln_cancel when the client
  * cancels, disconnects or passes its deadline, or the server shuts down.

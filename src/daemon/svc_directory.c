@@ -1,4 +1,4 @@
-/* tvix.castore.v1.DirectoryService (SPEC §4.3) with kiln's status codes:
+/* tvix.castore.v1.DirectoryService with kiln's status codes:
  * client mistakes (a malformed or invalid Directory, bad order or sizes in a
  * Put, an empty Put) are INVALID_ARGUMENT with a message naming the problem
  * and the position of the Directory in the stream; store failures map

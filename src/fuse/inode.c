@@ -3,7 +3,7 @@
  *
  * One inode per Directory digest, per (blob digest, executable) pair and per
  * symlink target, so the same bytes as a plain and as an executable file keep
- * their own modes (upstream shares one inode, SPEC §14 item 30). Numbers
+ * their own modes (upstream shares one inode). Numbers
  * start at 2 in discovery order and are never reused: inodes live as long as
  * the mount (FORGET is ignored), which keeps numbers stable and lookups
  * lock-free at the price of memory growing with what has been looked at. */
@@ -260,7 +260,7 @@ const struct kfuse_dirent *kfuse_dir_find(const struct kfuse_dirdata *dd, const 
 }
 
 /* Loads the closure of an origin into f->closure_dirs, for directory stores
- * that only return whole closures by their root (objectstore, SPEC §4.6).
+ * that only return whole closures by their root (the objectstore).
  * Directories already listed are skipped. Under f->closure_lock. */
 static int load_closure(struct kiln_fuse *f, struct kfuse_origin *o, struct kiln_error **err)
 {

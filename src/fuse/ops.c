@@ -3,7 +3,7 @@
  * the table (unknown → ENOENT), every name is checked, and nothing a request
  * says makes us allocate more than the request's own reply size.
  *
- * Attributes (SPEC §8.3, with the kiln fixes of §14 items 30–32): owner
+ * Attributes (docs/PROTOCOLS.md, "The FUSE view", with kiln's fixes): owner
  * root, timestamps 0, files 0444 or 0555, directories and the root 0555,
  * symlinks 0777 as the kernel shows them anyway. nlink is 1 for files and
  * symlinks and 2 + subdirectories for directories (the root too). A
@@ -26,8 +26,8 @@
  * then the listing) carries offset i + 1, and a call with offset o starts at
  * index o. Listings are immutable (the root's too: its nodes are fixed at
  * mount time), so offsets are stable across calls, handles and buffer sizes,
- * and an entry that does not fit is simply sent next time (SPEC §14 item
- * 33). "." and ".." are listed; ".." always carries inode 1, since a shared
+ * and an entry that does not fit is simply sent next time (upstream loses
+ * it). "." and ".." are listed; ".." always carries inode 1, since a shared
  * directory has no single parent. */
 #include <fcntl.h>
 #include <stdio.h>

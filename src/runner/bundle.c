@@ -5,7 +5,7 @@
  *               per scratch path, and tmp/, the build's /tmp
  *   inputs/     the FUSE mount of the inputs
  *   stdout.log, stderr.log   the build's output, capped
- * owned by the build's container root, mode 0700 (SPEC §10.2 with kiln's
+ * owned by the build's container root, mode 0700 (upstream's layout with kiln's
  * changes). Both backends build their sandbox from it. */
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -208,7 +208,7 @@ static int make_scratch(struct runner_build *b, struct kiln_error **err)
 }
 
 /* kiln: every additional file lands at /<path> in the container, through
- * the scratch path it lives under (SPEC §10.8). */
+ * the scratch path it lives under. */
 static int write_additional_files(struct runner_build *b, struct kiln_error **err)
 {
         for (size_t i = 0; i < b->req->n_files; i++) {
@@ -300,7 +300,7 @@ int runner_bundle_mount_inputs(struct runner_build *b, struct kiln_error **err)
                 return 0;
         struct kiln_fuse_options o = {
                 .threads = 4,
-                .allow_other = true, /* bind-mounted into a user namespace (PLATFORM) */
+                .allow_other = true, /* bind-mounted into a user namespace (docs/ARCHITECTURE.md) */
                 .list_root = true,
                 .show_xattr = false,
         };

@@ -1,5 +1,5 @@
-/* uid/gid mappings for the build's user namespace. kiln departs from SPEC
- * §10.6 (which maps container root to the running user, i.e. host root for
+/* uid/gid mappings for the build's user namespace. kiln departs from
+ * upstream (which maps container root to the running user, i.e. host root for
  * the daemon): container root and the build user (uid 1000, gid 100) both
  * map to ids of the running user's subordinate range, two per build slot,
  * so a build that gains container root still owns nothing on the host.

@@ -1,7 +1,7 @@
 /* Driving the OCI runtime (runc, or crun) as a child process. crun refuses
- * this machine's hybrid cgroup layout unless it runs in a private mount
- * namespace without /sys/fs/cgroup/unified (PLATFORM), so every runtime
- * command goes through one spawn path that can set that up. */
+ * a hybrid cgroup layout unless it runs in a private mount namespace without
+ * /sys/fs/cgroup/unified (docs/ARCHITECTURE.md, host facts), so every
+ * runtime command goes through one spawn path that can set that up. */
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>

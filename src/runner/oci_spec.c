@@ -1,4 +1,4 @@
-/* The OCI runtime spec of a build (SPEC §10.3–§10.5), with kiln's changes:
+/* The OCI runtime spec of a build, with kiln's changes:
  * no cgroup namespace (Snix), no terminal (stdout and stderr stay apart),
  * available_ro_paths in sorted order, /bin/sh only with provide_bin_sh; and
  * a sandbox as strict as Nix's: no capabilities in any set, no host id of
@@ -132,7 +132,7 @@ json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *id
          * mount of /dev also stops the runtime from binding host nodes in.
          * Read-only, so neither chmod nor utimes can change them. */
         MOUNT(mounts, "/dev", "bind", "dev", "rbind", "ro", "nosuid", "noexec");
-        /* No gid=5: the user namespace maps one id per range (PLATFORM). */
+        /* No gid=5: the user namespace maps one id per range (docs/ARCHITECTURE.md, host facts). */
         MOUNT(mounts, "/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
               "ptmxmode=0666", "mode=0620");
         MOUNT(mounts, "/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",

@@ -1,5 +1,5 @@
-/* The outputs of a build: each one ingested from the scratch space (SPEC
- * §10.7) as an untrusted tree (no setuid/setgid bits, nothing from another
+/* The outputs of a build: each one ingested from the scratch space
+ * as an untrusted tree (no setuid/setgid bits, nothing from another
  * filesystem, no special files), never following a symlink the build
  * planted, with reference scanning over the request's needles. */
 #include <fcntl.h>

@@ -64,7 +64,7 @@ struct runner_cgroup {
 /* --- idmap.c --- */
 
 /* Finds the first subordinate id range of (uid, name) in a /etc/subuid-format
- * file (SPEC §10.6). 1 found (*ret_start, *ret_count), 0 no entry, < 0 on a
+ * file. 1 found (*ret_start, *ret_count), 0 no entry, < 0 on a
  * parse error of a matching line or an unreadable existing file. */
 int runner_subid_lookup(const char *file, uid_t uid, const char *name, uint32_t *ret_start,
                         uint32_t *ret_count, struct kiln_error **err);
@@ -76,7 +76,7 @@ void runner_slot_ids(const struct runner_config *cfg, unsigned slot, struct runn
 
 /* --- oci_spec.c --- */
 
-/* The runtime spec (config.json) for a request (§10.4 with kiln's fixes). */
+/* The runtime spec (config.json) for a request (docs/SANDBOX.md). */
 json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
                     const struct runner_cgroup *cgroup, const struct kiln_build_request *r);
 /* Paths of /proc a build may not read, and those it may only read. */
@@ -126,7 +126,7 @@ struct runner_spawn {
         int out_fd, err_fd;
         int extra_fds[2];
         /* in a private mount namespace without /sys/fs/cgroup/unified, which
-         * crun needs on a hybrid layout (PLATFORM) */
+         * crun needs on a hybrid layout (docs/ARCHITECTURE.md) */
         bool private_unified;
 };
 /* Returns the pid (> 0) or -errno. */
@@ -286,10 +286,10 @@ struct runner_build {
  * directories themselves have 56-character base32 names). */
 #define RUNNER_SCRATCH_TMP "tmp"
 
-/* The name of a scratch directory: RFC 4648 base32 of BLAKE3(path) (§10.3).
+/* The name of a scratch directory: RFC 4648 base32 of BLAKE3(path).
  * buf must hold 57 bytes. */
 char *runner_scratch_name(const char *path, char buf[57]);
-/* The longest scratch path that is a component-wise prefix of path (§10.5),
+/* The longest scratch path that is a component-wise prefix of path,
  * or NULL; *rest gets the remainder (without a leading '/'). */
 const char *runner_scratch_prefix(const struct kiln_build_request *r, const char *path,
                                   const char **rest);
@@ -309,5 +309,5 @@ int runner_write_file_at(int dirfd, const char *name, const void *data, size_t l
 
 /* --- outputs.c --- */
 
-/* Ingests every output of the build with reference scanning (§10.7). */
+/* Ingests every output of the build with reference scanning. */
 int runner_ingest_outputs(struct runner_build *b, struct kiln_build *ret, struct kiln_error **err);

@@ -1,5 +1,5 @@
 /* The build service behind oci:///abs/bundle/root and sandbox:///abs/root
- * (SPEC §10 with kiln's fixes). One build: wait for a slot (FIFO across the
+ * (docs/SANDBOX.md). One build: wait for a slot (FIFO across the
  * service's threads, and across processes sharing the bundle root), create
  * the bundle (bundle.c), mount the inputs through FUSE, start the sandbox
  * through the backend (an OCI runtime, or kiln's own), watch its output and

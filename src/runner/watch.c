@@ -10,7 +10,7 @@
 #include "runner.h"
 
 /* Bytes read per read(): a pipe holds 64 KiB, a small buffer on the thread's
- * stack costs fewer fresh pages per build (PLATFORM: page faults). */
+ * stack costs fewer fresh pages per build (page faults are expensive: docs/ARCHITECTURE.md). */
 #define READ_SIZE (16 * 1024)
 /* Seconds between checks of the process limit (v1 has no notification). */
 #define CHECK_INTERVAL 0.25

@@ -1,7 +1,7 @@
 #!/bin/sh
 # kiln import / export / cat / ls against a running kiln daemon, through
 # grpc+unix:// and grpc+http://127.0.0.1:PORT, plus the channel URL rules
-# (SPEC §5.2) and wait-connect.
+# and wait-connect.
 . "$(dirname "$0")/lib.sh"
 
 start_daemon -l "$T/kiln.sock" -l 127.0.0.1:0 \
@@ -42,7 +42,7 @@ done
 # the same store is seen through both transports
 kiln ls --directory-service-addr "grpc+unix://$T/kiln.sock" "b3:$root" >/dev/null
 
-# channel URLs (SPEC §5.2)
+# channel URLs
 expect_fail "host may not be set" kiln ls --directory-service-addr grpc+unix://host.example/x "b3:$root"
 expect_fail "path may not be set" kiln ls --directory-service-addr grpc+http://localhost/x "b3:$root"
 expect_fail "unsupported transport" kiln ls --directory-service-addr grpc+ftp://localhost "b3:$root"

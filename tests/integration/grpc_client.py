@@ -171,7 +171,7 @@ def test_malformed_digests():
     expect_status(lambda: raw_put(iter([b"\x0a\x05ab"]), timeout=TIMEOUT), SC.INVALID_ARGUMENT)
 
 
-# §13.3 fixtures
+# the upstream fixture Directories
 E = bytes.fromhex("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
 D_A = castore_pb2.Directory()
 D_WITH_KEEP = castore_pb2.Directory(files=[castore_pb2.FileNode(name=b".keep", digest=E)])
@@ -217,12 +217,12 @@ def dn(name, digest=E, size=0):
 
 def test_directory_put_invalid():
     cases = [
-        # §4.2 upload sequences
+        # upload sequences (closure checks)
         ([D_B], "unknown directory was referenced"),
         ([D_A, D_C, D_B], "disconnected roots"),
         ([D_A, castore_pb2.Directory(directories=[dn(b"foo", size=42)])], "wrong size"),
         ([], "got no directories"),
-        # §1.5 invalid Directories
+        # invalid Directories
         ([castore_pb2.Directory(directories=[dn(b"\x00")])], "invalid name"),
         ([castore_pb2.Directory(directories=[dn(b".")])], "invalid name"),
         ([castore_pb2.Directory(files=[castore_pb2.FileNode(name=b"..", digest=E)])],

@@ -1,7 +1,7 @@
 /* Blob services: one conformance suite run against every blob store URL,
  * then the objectstore's on-disk layout, corruption handling, crash safety
  * (writers killed at random points), concurrent writers in separate
- * processes, and URL acceptance (SPEC §3, §5.3). */
+ * processes, and URL acceptance. */
 #include "testutil.h"
 
 #include <dirent.h>
@@ -1431,7 +1431,7 @@ static void test_objstore_file(void **state)
         rm_rf(tmp);
 }
 
-/* --- URLs (SPEC §5.3) --- */
+/* --- URLs --- */
 
 static void test_urls(void **state)
 {

@@ -1,4 +1,4 @@
-/* BuildRequest / Build domain model: clean paths, every §9.3 rule, kiln's
+/* BuildRequest / Build domain model: clean paths, every upstream rule, kiln's
  * NUL and UTF-8 rules, wire and JSON round trips. */
 #include "testutil.h"
 
@@ -37,7 +37,7 @@ static void test_clean_paths(void **state)
         assert_true(kiln_utf8_valid("\xf0\x9f\x98\x80", 4));   /* emoji */
 }
 
-/* A valid base request (§11.6 (a) shaped) as a JSON document. */
+/* A valid base request (shaped like a Nix build) as a JSON document. */
 static const char base_json[] =
         "{\"inputs\":[{\"directory\":{\"name\":\"bXA1N2QzMzY1N3JmMzRsenZsYnBmYTFnamZ2NWdtcGctYmFy\","
         "\"digest\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"size\":\"42\"}}],"

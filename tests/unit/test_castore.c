@@ -68,7 +68,7 @@ static void check_dir(struct kiln_directory *d, uint64_t want_size, const char *
         kiln_buf_done(&b);
 }
 
-/* Builds the §13.3 fixtures with the reference size formula. */
+/* Builds the upstream fixture Directories with the reference size formula. */
 struct fixtures {
         struct kiln_digest a, with_keep, b, c, d, complicated;
 };
@@ -265,7 +265,7 @@ static void test_size_formulas(void **state)
         kiln_directory_done(&cx);
         kiln_directory_done(&wk);
 
-        /* §13.3 size vectors of the documented helper */
+        /* size vectors of the documented helper */
         struct {
                 uint64_t child[2];
                 size_t n;
@@ -317,7 +317,7 @@ static void test_size_formulas(void **state)
         kiln_directory_done(&big);
 }
 
-/* --- §1.5: validating received Directories, encoded by protobuf-c --- */
+/* --- validating received Directories, encoded by protobuf-c --- */
 
 struct wire {
         Tvix__Castore__V1__Directory d;

@@ -1,4 +1,4 @@
-/* Directory closure validation (SPEC §4.2) and the directory stores. */
+/* Directory closure validation and the directory stores. */
 #include "testutil.h"
 
 #include <assert.h>
@@ -14,7 +14,7 @@
 #include <kiln/castore/castore.h>
 #include <kiln/store/store.h>
 
-/* --- fixtures (SPEC §13.3) --- */
+/* --- fixtures --- */
 
 static struct kiln_node dir_node(const char *name, const struct kiln_digest *d, uint64_t size)
 {
@@ -128,13 +128,13 @@ static void test_fixture_digests(void **state)
 {
         (void)state;
         if (kiln_size_formula_default() != KILN_SIZE_REF)
-                skip(); /* the §13.3 digests of D and COMPLICATED assume size_ref */
+                skip(); /* the upstream fixture digests of D and COMPLICATED assume size_ref */
         for (int i = 0; i < FX_N; i++)
                 if (fx_hex[i])
                         assert_string_equal(KILN_DIGEST_HEX(&fxd[i]), fx_hex[i]);
 }
 
-/* --- closure validation: the tables of SPEC §4.2 --- */
+/* --- closure validation: upstream's cases --- */
 
 #define END -1
 
@@ -400,7 +400,7 @@ struct store_kind {
         const char *name;
         const char *url_fmt; /* %s: a fresh scratch directory, if it has one */
         bool needs_dir;
-        bool only_roots; /* get() finds only roots of put closures (SPEC §4.6) */
+        bool only_roots; /* get() finds only roots of put closures */
 };
 
 static const struct store_kind kinds[] = {
@@ -517,7 +517,7 @@ static void expect_absent(struct kiln_directory_service *svc, const struct kiln_
         }
 }
 
-/* Reads a whole get_recursive stream and checks the order of SPEC §4.1:
+/* Reads a whole get_recursive stream and checks the order of a recursive Get:
  * root first, each digest once, each after a Directory referring to it.
  * Returns the count; the digests go to *ret (caller frees). */
 static size_t collect_recursive(struct kiln_directory_service *svc, const struct kiln_digest *root,
@@ -1414,7 +1414,7 @@ static void test_objectstore_corruption(void **state)
         kiln_buf_done(&bad);
 }
 
-/* --- URLs (SPEC §5.4, adapted) --- */
+/* --- URLs  --- */
 
 static void test_urls(void **state)
 {

@@ -366,7 +366,7 @@ static void directory_ops(const char *url)
         struct kiln_directory_service *ds = NULL;
         assert_ok(kiln_directory_service_open(url, &ds, &err), err);
 
-        /* A = empty, B = {a: A}, D = {a: A, b: B} (SPEC §13.3) */
+        /* A = empty, B = {a: A}, D = {a: A, b: B} */
         struct kiln_directory a = KILN_DIRECTORY_INIT, b = KILN_DIRECTORY_INIT,
                               dd = KILN_DIRECTORY_INIT;
         struct kiln_digest da, db, ddd;

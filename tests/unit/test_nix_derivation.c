@@ -115,7 +115,7 @@ static const struct vector {
      ",(\"system\",\"x86_64-linux\")])"},
 };
 
-/* SPEC §11.6 (b), (c), (d): their .drv paths as nix-instantiate 2.8 gives
+/* The fixed-output, source and multi-output cases: their .drv paths as nix-instantiate 2.8 gives
  * them for the same attributes. */
 static const struct vector spec_vectors[] = {
     {"0hm2f1psjpcwg8fijsmr4wwxrx59s092-bar.drv",

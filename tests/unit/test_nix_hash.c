@@ -1,5 +1,5 @@
-/* Nix hashes: digests (RFC vectors, as Nix's own tests use), nixbase32 (SPEC
- * §13.4), the text forms and their parsers, with each kind of bad input. */
+/* Nix hashes: digests (RFC vectors, as Nix's own tests use), nixbase32, the
+ * text forms and their parsers, with each kind of bad input. */
 #include "testutil.h"
 
 #include <kiln/nix/hash.h>
@@ -101,7 +101,7 @@ static void test_nixbase32_vectors(void **state)
         assert_false(kiln_nixbase32_is_char('e'));
         assert_false(kiln_nixbase32_is_char('E'));
 
-        /* passAsFile names and placeholders (SPEC §13.4). */
+        /* passAsFile names and placeholders. */
         static const struct {
                 const char *in, *want;
         } v[] = {

@@ -148,7 +148,7 @@ static void test_fixed_output_paths(void **state)
              "uu9RU1EI2Q86A4qmslP"
              "pUyknw==",
              "rfod", "/nix/store/ysp6x3d36raj8gjkxx9xwif4awggvasi-rfod"},
-            /* recursive sha256: the "source" type (SPEC §11.6 (b)) */
+            /* recursive sha256: the "source" type  */
             {KILN_NIX_RECURSIVE,
              "sha256:08813cbee9903c62be4c5027726a418a300da4500b2d369d3af9286f4815ceba", "bar",
              "/nix/store/4q0pg5zpfmznxscq3avycvf9xdvx50n3-bar"},

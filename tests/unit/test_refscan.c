@@ -1,4 +1,4 @@
-/* Reference scanner: the spec vectors (§7, §13.5 with kiln's substring semantics), stream
+/* Reference scanner: the vectors (with kiln's substring semantics), stream
  * splitting, the result API, and a randomized comparison against memmem(). */
 #include <kiln/ingest/refscan.h>
 

@@ -61,7 +61,7 @@ static char *write_tmp(const char *content)
         return path;
 }
 
-/* SPEC §10.6 cases. */
+/* subuid/subgid file cases. */
 static void test_subid(void **state)
 {
         (void)state;

@@ -1,5 +1,5 @@
-/* The build protocol's domain model (SPEC §9): BuildRequest with every
- * validation rule of §9.2–§9.4 plus kiln's (no NUL bytes, UTF-8 where a
+/* The build protocol's domain model: BuildRequest with every
+ * validation rule of upstream plus kiln's (no NUL bytes, UTF-8 where a
  * string reaches the kernel or a JSON document), and the Build response. */
 #pragma once
 
@@ -72,18 +72,18 @@ KILN_PUBLIC void kiln_build_request_copy(struct kiln_build_request *dst,
                                          const struct kiln_build_request *src);
 KILN_PUBLIC void kiln_build_done(struct kiln_build *b);
 
-/* Clean paths (§9.2; kiln also rejects NUL, which a C string cannot hold). */
+/* Clean paths (docs/PROTOCOLS.md; kiln also rejects NUL, which a C string cannot hold). */
 KILN_PUBLIC bool kiln_path_is_clean_relative(const char *p);
 KILN_PUBLIC bool kiln_path_is_clean_absolute(const char *p);
 
 /* Checks a request as the server checks a received one (-EINVAL with the
- * §9.3 message); duplicate constraint paths are then dropped, as the domain
+ * upstream's message); duplicate constraint paths are then dropped, as the domain
  * holds them as a set, so the echo of a valid request is valid too. */
 KILN_PUBLIC int kiln_build_request_validate(struct kiln_build_request *r,
                                             struct kiln_error **err);
 
 /* Wire form: decode validates everything (first failure, -EINVAL with the
- * §9.3 message or a kiln message naming the field and position); encode
+ * upstream's message or a kiln message naming the field and position); encode
  * writes the canonical protobuf encoding. */
 KILN_PUBLIC int kiln_build_request_decode(const void *data, size_t len,
                                           struct kiln_build_request *ret,

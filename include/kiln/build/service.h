@@ -1,5 +1,5 @@
 /* Build services: run a validated BuildRequest and answer with a Build
- * (SPEC §9.5–§9.6, §10). Chosen by URL (§5.5): dummy://, oci:///abs/bundle/root
+ *. Chosen by URL: dummy://, oci:///abs/bundle/root
  * and grpc+unix / grpc+http / grpc+https. */
 #pragma once
 

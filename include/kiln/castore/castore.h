@@ -1,5 +1,5 @@
 /* The castore data model: nodes (directory, file, symlink) and Directories,
- * their validation (SPEC §1.3–§1.7), canonical encoding and digest (§1.8). */
+ * their validation, canonical encoding and digest. */
 #pragma once
 
 #include <kiln/castore/digest.h>
@@ -20,18 +20,18 @@ struct kiln_node {
         enum kiln_node_kind kind;
         struct kiln_bytes name;    /* empty for an anonymous node */
         struct kiln_digest digest; /* directory and file */
-        uint64_t size;             /* directory: subtree size (§1.7); file: length */
+        uint64_t size;             /* directory: subtree size; file: length */
         bool executable;           /* file */
         struct kiln_bytes target;  /* symlink */
 };
 
-/* How a node's name is checked (§1.6). */
+/* How a node's name is checked. */
 enum kiln_node_naming {
         KILN_NODE_NAMED,     /* name must be a valid path component */
         KILN_NODE_ANONYMOUS, /* name must be empty */
 };
 
-/* Formula for DirectoryNode.size (§1.7). REF (2 × entries + Σ child sizes) is
+/* Formula for DirectoryNode.size. REF (2 × entries + Σ child sizes) is
  * what upstream peers compute and enforce; DOC is the documented meaning. */
 enum kiln_size_formula {
         KILN_SIZE_REF,
@@ -50,14 +50,14 @@ KILN_PUBLIC void kiln_node_copy(struct kiln_node *dst, const struct kiln_node *s
 KILN_PUBLIC void kiln_node_set_name(struct kiln_node *n, const void *name, size_t len);
 KILN_PUBLIC bool kiln_node_eq(const struct kiln_node *a, const struct kiln_node *b);
 
-/* Checks a path component (§1.3): -EINVAL with "cannot be empty", "cannot be
+/* Checks a path component: -EINVAL with "cannot be empty", "cannot be
  * '..'", "cannot be '.'", "cannot be over 255 bytes long", "cannot contain null
  * bytes" or "cannot contain slashes". */
 KILN_PUBLIC int kiln_name_validate(const void *name, size_t len, struct kiln_error **err);
-/* Checks a symlink target (§1.4). */
+/* Checks a symlink target. */
 KILN_PUBLIC int kiln_symlink_target_validate(const void *target, size_t len,
                                              struct kiln_error **err);
-/* Validates a node (§1.6): its own fields, then the name per `naming`. */
+/* Validates a node: its own fields, then the name per `naming`. */
 KILN_PUBLIC int kiln_node_validate(const struct kiln_node *n, enum kiln_node_naming naming,
                                    struct kiln_error **err);
 
@@ -101,14 +101,14 @@ KILN_PUBLIC int kiln_directory_size_with(const struct kiln_directory *d,
 /* Same with the build's default formula. A sealed Directory always fits. */
 KILN_PUBLIC uint64_t kiln_directory_size(const struct kiln_directory *d);
 
-/* Appends the canonical encoding (§1.8). */
+/* Appends the canonical encoding. */
 KILN_PUBLIC void kiln_directory_encode(const struct kiln_directory *d, struct kiln_buf *out);
 /* Digest of the canonical encoding; `scratch` is a reusable buffer (may be NULL). */
 KILN_PUBLIC void kiln_directory_digest(const struct kiln_directory *d, struct kiln_buf *scratch,
                                        struct kiln_digest *ret);
 
 /* Decodes a wire Directory (any valid encoding, unknown fields dropped) and
- * validates it in the order of §1.5, reporting the first error. */
+ * validates it in upstream's order (docs/PROTOCOLS.md), reporting the first error. */
 KILN_PUBLIC int kiln_directory_decode(const void *data, size_t len, struct kiln_directory *ret,
                                       struct kiln_error **err);
 
@@ -118,7 +118,7 @@ struct kiln_wire_node {
         struct kiln_node node;
         size_t digest_len;
 };
-/* Validates a received node (§1.6): digest length and own fields, then the
+/* Validates a received node: digest length and own fields, then the
  * name per `naming`. */
 KILN_PUBLIC int kiln_wire_node_validate(const struct kiln_wire_node *w,
                                         enum kiln_node_naming naming, struct kiln_error **err);
@@ -130,7 +130,7 @@ struct kiln_directory_lists {
         size_t n_dirs, n_files, n_symlinks;
 };
 KILN_PUBLIC void kiln_directory_lists_done(struct kiln_directory_lists *l);
-/* Validates per §1.5 and moves the nodes into *ret (lists are emptied, even
+/* Validates in upstream's order and moves the nodes into *ret (lists are emptied, even
  * on failure they must still be released with _done). */
 KILN_PUBLIC int kiln_directory_from_lists(struct kiln_directory_lists *l,
                                           struct kiln_directory *ret, struct kiln_error **err);

@@ -4,13 +4,13 @@
 
 #include <kiln/castore/castore.h>
 
-/* The two orders of a Directory closure (SPEC §4.2). */
+/* The two orders of a Directory closure. */
 enum kiln_closure_order {
         KILN_CLOSURE_LEAVES_TO_ROOT, /* uploads */
         KILN_CLOSURE_ROOT_TO_LEAVES, /* downloads; needs the expected root */
 };
 
-/* Closure validation (SPEC §4.2): checks that the Directories of an upload
+/* Closure validation: checks that the Directories of an upload
  * or a download form one connected graph, received in the right order, with
  * every DirectoryNode.size equal to kiln_directory_size() of its target.
  * All failures are -EINVAL. Costs are linear in the closure's size. Not

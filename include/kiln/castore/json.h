@@ -11,7 +11,7 @@
 KILN_PUBLIC json_t *kiln_node_to_json(const struct kiln_node *n);
 KILN_PUBLIC json_t *kiln_directory_to_json(const struct kiln_directory *d);
 
-/* Parse and validate. A Node is validated per `naming`; a Directory per §1.5. */
+/* Parse and validate. A Node is validated per `naming`; a Directory as received ones are. */
 KILN_PUBLIC int kiln_node_from_json(const json_t *j, enum kiln_node_naming naming,
                                     struct kiln_node *ret, struct kiln_error **err);
 KILN_PUBLIC int kiln_directory_from_json(const json_t *j, struct kiln_directory *ret,

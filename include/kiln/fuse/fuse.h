@@ -1,4 +1,4 @@
-/* A read-only FUSE view of castore trees (SPEC §8), as used by `kiln mount`
+/* A read-only FUSE view of castore trees, as used by `kiln mount`
  * and by the build service for build inputs. Lives in libkiln-fuse, which
  * links libkiln and libfuse3.
  *

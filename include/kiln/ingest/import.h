@@ -1,5 +1,5 @@
 /* Importing filesystem trees into the store and exporting them back out
- * (SPEC §6). */
+ *. */
 #pragma once
 
 #include <kiln/store/store.h>

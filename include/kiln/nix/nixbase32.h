@@ -1,6 +1,6 @@
 /* nixbase32: Nix's own base32 (alphabet 0123456789abcdfghijklmnpqrsvwxyz, no
  * padding), written from the highest 5-bit group of the byte string down, so
- * that it is not RFC 4648 base32 read with another alphabet (SPEC §2). Pure
+ * that it is not RFC 4648 base32 read with another alphabet. Pure
  * functions, safe from any thread. */
 #pragma once
 

@@ -1,4 +1,4 @@
-/* The local build services (SPEC §10 with kiln's sandbox): oci:///abs/root
+/* The local build services (docs/SANDBOX.md): oci:///abs/root
  * runs builds in containers of an OCI runtime (runc, crun), sandbox:///abs/root
  * in kiln's own sandbox (no runtime). They live outside libkiln (they need
  * FUSE and, for sandbox://, the kiln-sandbox program) and register

@@ -103,7 +103,7 @@ struct kiln_directory_service {
 
 /* Generic parts backends may reuse. */
 
-/* Breadth-first get_recursive over s->ops->get (SPEC §4.1 default traversal). */
+/* Breadth-first get_recursive over s->ops->get (the default traversal). */
 KILN_PUBLIC int kiln_directory_stream_bfs(struct kiln_directory_service *s,
                                           const struct kiln_digest *root,
                                           struct kiln_directory_stream **ret,

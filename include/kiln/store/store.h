@@ -19,7 +19,7 @@ struct kiln_directory_service;
 struct kiln_directory_stream;
 struct kiln_directory_putter;
 
-/* One chunk of a blob (SPEC §3.1): its digest and length. */
+/* One chunk of a blob: its digest and length. */
 struct kiln_chunk {
         struct kiln_digest digest;
         uint64_t size;
@@ -27,7 +27,7 @@ struct kiln_chunk {
 
 /* --- blob service --- */
 
-/* Creates a blob service from a URL (SPEC §5.3): memory://,
+/* Creates a blob service from a URL: memory://,
  * objectstore+file:///abs/path, objectstore+memory://, grpc+unix:///abs/path,
  * grpc+http://host:port, grpc+https://host:port. -EINVAL with a message naming
  * what is wrong with the URL. */
@@ -62,7 +62,7 @@ KILN_PUBLIC int kiln_blob_chunks(struct kiln_blob_service *s, const struct kiln_
 /* Reads up to n bytes; returns the count, 0 at the end, or < 0. */
 KILN_PUBLIC ssize_t kiln_blob_reader_read(struct kiln_blob_reader *r, void *buf, size_t n,
                                           struct kiln_error **err);
-/* Seeks (SEEK_SET, SEEK_CUR, SEEK_END) per SPEC §3.5; *ret_pos (may be NULL)
+/* Seeks (SEEK_SET, SEEK_CUR, SEEK_END) as lseek does; *ret_pos (may be NULL)
  * gets the new position. -EINVAL "seeked beyond EOF" or "over/underflow while
  * seeking". */
 KILN_PUBLIC int kiln_blob_reader_seek(struct kiln_blob_reader *r, int64_t offset, int whence,
@@ -96,7 +96,7 @@ KILN_PUBLIC int kiln_blob_get(struct kiln_blob_service *s, const struct kiln_dig
 
 /* --- directory service --- */
 
-/* Creates a directory service from a URL (SPEC §5.4): memory://,
+/* Creates a directory service from a URL: memory://,
  * lmdb:///abs/path, objectstore+file:///abs/path, objectstore+memory://,
  * grpc+…; redb://… is refused with a hint to use lmdb://. */
 KILN_PUBLIC int kiln_directory_service_open(const char *url, struct kiln_directory_service **ret,
@@ -113,7 +113,7 @@ KILN_PUBLIC int kiln_directory_put(struct kiln_directory_service *s,
                                    const struct kiln_directory *dir,
                                    struct kiln_digest *ret_digest, struct kiln_error **err);
 /* Streams the closure of root, root first, each Directory after one that
- * refers to it, each once (SPEC §4.1). A missing root gives an empty stream. */
+ * refers to it, each once. A missing root gives an empty stream. */
 KILN_PUBLIC int kiln_directory_get_recursive(struct kiln_directory_service *s,
                                              const struct kiln_digest *root,
                                              struct kiln_directory_stream **ret,
@@ -128,7 +128,7 @@ KILN_PUBLIC void kiln_directory_stream_free(struct kiln_directory_stream *st);
 DEFINE_CLEANUP_FUNC(struct kiln_directory_stream, kiln_directory_stream_free)
 
 /* Multi-put: Directories go in leaves to root; close validates the closure
- * (SPEC §4.2), stores it and returns the root digest. Freeing an unclosed
+ *, stores it and returns the root digest. Freeing an unclosed
  * putter stores nothing (stores may have kept already-valid parts). */
 KILN_PUBLIC int kiln_directory_put_multiple_start(struct kiln_directory_service *s,
                                                   struct kiln_directory_putter **ret,

@@ -1,5 +1,5 @@
 /* Service addresses: the subset of WHATWG URL parsing the castore needs
- * (non-special schemes, SPEC §5.1). */
+ * (as WHATWG non-special schemes). */
 #pragma once
 
 #include <kiln/util/error.h>

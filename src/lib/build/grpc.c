@@ -1,5 +1,5 @@
 /* grpc+…:// build service: the client of tvix.build.v1.BuildService
- * (SPEC §9.6). Unlike the reference it validates the response (a Build whose
+ *. Unlike the reference it validates the response (a Build whose
  * echo or outputs fail validation is -EBADMSG), honours the call's
  * kiln_cancel (the RPC is cancelled, -ECANCELED) and its timeout (the call's
  * deadline, -ETIMEDOUT), and maps the status back to errno codes with the

@@ -225,7 +225,7 @@ int kiln_build_request_from_json(const json_t *j, struct kiln_build_request *ret
         struct kiln_build_request r = {0};
         int rr = request_fields(j, &r, err);
         if (rr == 0) {
-                /* Input names and order are checked here, in §9.3 order. */
+                /* Input names and order are checked here, in upstream's order. */
                 rr = kiln_build_request_validate(&r, err);
         }
         if (rr < 0) {

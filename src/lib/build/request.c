@@ -1,6 +1,6 @@
-/* BuildRequest and Build: domain model, validation (SPEC §9.2–§9.4) and the
+/* BuildRequest and Build: domain model, validation and the
  * protobuf wire form. Decoding goes wire → protobuf-c → domain, validating
- * in the order of §9.3 so the first failure is the one upstream reports. */
+ * in upstream's order so the first failure is the one upstream reports. */
 #include <stdio.h>
 
 #include <kiln/build/build.h>
@@ -140,7 +140,7 @@ static bool strv_sorted(const struct kiln_strv *s)
         return true;
 }
 
-/* Steps 2–8 of §9.3 (inputs are checked as they are converted). */
+/* The checks after the inputs, in upstream's order (inputs are checked as they are converted). */
 static int validate_rest(struct kiln_build_request *r, struct kiln_error **err)
 {
         if (!kiln_path_is_clean_relative(r->working_dir))

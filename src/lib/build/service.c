@@ -6,7 +6,7 @@
 
 #include "grpc.h"
 
-/* dummy://: every build fails (SPEC §9.6). */
+/* dummy://: every build fails. */
 static int dummy_build(struct kiln_build_service *s, const struct kiln_build_request *req,
                        const struct kiln_build_call *call, struct kiln_build *ret,
                        struct kiln_error **err)

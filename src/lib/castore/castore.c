@@ -1,5 +1,5 @@
-/* Nodes and Directories: validation (SPEC §1.3–§1.7), canonical encoding
- * and digest (§1.8). Decoding goes through protobuf-c, which accepts any
+/* Nodes and Directories: validation, canonical encoding
+ * and digest. Decoding goes through protobuf-c, which accepts any
  * valid encoding; encoding is our own, so digests never depend on how a peer
  * encoded a message. */
 #include <stdio.h>
@@ -137,7 +137,7 @@ int kiln_symlink_target_validate(const void *target, size_t len, struct kiln_err
         return 0;
 }
 
-/* The node's own fields (§1.5 step 2); the name is checked separately. */
+/* The node's own fields (validation step 2); the name is checked separately. */
 static int node_validate_fields(const struct kiln_node *n, struct kiln_error **err)
 {
         switch (n->kind) {
@@ -404,7 +404,7 @@ void kiln_directory_lists_done(struct kiln_directory_lists *l)
         *l = (struct kiln_directory_lists){0};
 }
 
-/* §1.5 step 1: each list on its own must be strictly increasing. */
+/* Validation step 1: each list on its own must be strictly increasing. */
 static int check_list_order(const struct kiln_wire_node *list, size_t n, struct kiln_error **err)
 {
         const uint8_t *prev = (const uint8_t *)"";

@@ -1,4 +1,4 @@
-/* Closure validation (SPEC §4.2): checks that a stream of Directories forms
+/* Closure validation: checks that a stream of Directories forms
  * one connected DAG, in leaves-to-root (upload) or root-to-leaves (download)
  * order, with every DirectoryNode.size matching the size of the Directory it
  * points to, then hands the Directories out again in either order.

@@ -1,4 +1,4 @@
-/* Digest parsing and display (SPEC §2). */
+/* Digest parsing and display. */
 #include <ctype.h>
 
 #include <kiln/util/base64.h>

@@ -11,7 +11,7 @@
 
 /* --- URL dispatch --- */
 
-/* memory:// takes neither host nor path (SPEC §5.3). */
+/* memory:// takes neither host nor path. */
 static int check_memory_url(const struct kiln_url *u, const char *url, struct kiln_error **err)
 {
         if (u->host)

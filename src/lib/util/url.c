@@ -1,4 +1,4 @@
-/* URL parsing for service addresses (SPEC §5.1): every castore scheme is
+/* URL parsing for service addresses: every castore scheme is
  * non-special, so "x://" has no host and an empty path, and "x:///a" has no
  * host and the path "/a". */
 #include <ctype.h>

@@ -1,5 +1,5 @@
 /* grpc+…:// blob service: the client of tvix.castore.v1.BlobService
- * (SPEC §3.4) with kiln's improvements. Nothing is buffered whole and every
+ * with kiln's improvements. Nothing is buffered whole and every
  * byte is checked against a digest:
  *
  * - A blob the server lists in two or more chunks is read chunk by chunk;

@@ -1,5 +1,5 @@
 /* objectstore+file:///abs/path and objectstore+memory://: a chunking blob
- * store over an object store (objstore.h), with the layout of SPEC §3.6.
+ * store over an object store (objstore.h), with upstream's layout.
  *
  * Layout (keys below the base):
  *   chunks/b3/<hex of digest bytes 0..1>/<hex digest>  one chunk, zstd-compressed
@@ -32,11 +32,11 @@
  * relies on the per-chunk checks only. A stored object that fails to
  * decompress, has the wrong size or hash, or an index that does not parse, is
  * -EBADMSG naming the blob and the chunk; a chunk named by an index but
- * missing is -ENOENT "chunk … not found" (SPEC §3.5).
+ * missing is -ENOENT "chunk … not found".
  *
  * The empty blob: has(), open_read() and chunks() treat it as always present
  * (it needs no stored bytes). The reference answers open_read for it but has()
- * false unless it was written (SPEC §14 item 28); kiln makes them agree.
+ * false unless it was written (upstream); kiln makes them agree.
  *
  * Locking: the service itself has no mutable state except a small cache of
  * compression contexts and buffers, under a mutex held only to push or pop

@@ -1,7 +1,7 @@
 /* grpc+…:// directory service: the client of
- * tvix.castore.v1.DirectoryService (SPEC §4.4). Every received Directory is
+ * tvix.castore.v1.DirectoryService. Every received Directory is
  * decoded with full validation and checked against the digest it was asked
- * for; recursive Gets go through a root-to-leaves closure validator (§4.2),
+ * for; recursive Gets go through a root-to-leaves closure validator,
  * so a server cannot slip in unrelated, duplicated or mis-sized Directories.
  * A putter is one Put stream whose root digest must equal the digest of the
  * last Directory sent. Thread-safety as for the blob client: the service is

@@ -14,7 +14,7 @@
  * MDB_MAP_RESIZED) takes it exclusively.
  *
  * get re-hashes and decodes the stored value and reports a mismatch as
- * -EBADMSG. put_multiple validates the closure (SPEC §4.2) and writes all of
+ * -EBADMSG. put_multiple validates the closure and writes all of
  * it in one transaction on close; until then nothing is written. */
 #include <lmdb.h>
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /* objectstore+file:///abs/path and objectstore+memory://: Directories kept
- * as whole closures (SPEC §4.6). The closure of root R is one object at
+ * as whole closures. The closure of root R is one object at
  * dirs/b3/<hex of R's first 2 bytes>/<hex of R>: a zstd stream of frames,
  * each a 4-byte big-endian length and the canonical bytes of one Directory,
  * root first, breadth-first. Only roots can be fetched, and an object, once
@@ -537,7 +537,7 @@ static int os_dir_put(struct kiln_directory_service *s, const struct kiln_direct
         return 0;
 }
 
-/* The object holds the closure root first, breadth-first (SPEC §4.6). */
+/* The object holds the closure root first, breadth-first. */
 static int os_dir_put_closure(struct kiln_directory_service *s,
                               const struct kiln_directory **dirs,
                               const struct kiln_digest *digests, size_t n,

@@ -1,6 +1,6 @@
 /* Content-defined chunking: FastCDC, 2020 variant (Xia et al., "The Design of
  * Fast Content-Defined Chunking for Data Deduplication Based Storage Systems",
- * IEEE TPDS 2020), as the object store uses it to split blobs (SPEC §3.6).
+ * IEEE TPDS 2020), as the object store uses it to split blobs.
  *
  * A streaming chunker: feed it bytes in any pieces and it reports where chunks
  * end. Cut points depend only on the bytes, never on how they were split into
@@ -21,7 +21,7 @@
  * z = (z ^ z >> 27) * 0x94d049bb133111eb; gear[i] = z ^ z >> 31. Changing it
  * (or any parameter) changes every chunk boundary, not correctness: blob
  * digests never depend on chunking. Sharing a bucket with the reference would
- * need the reference's table (SPEC §15).
+ * need the reference's table.
  *
  * A chunker is plain state owned by one writer; the table is shared and
  * read-only once built (thread-safe). */

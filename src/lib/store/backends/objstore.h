@@ -1,5 +1,5 @@
 /* Object stores: the flat key → bytes storage under the objectstore blob
- * backend (SPEC §3.6). Objects are immutable and written at most once: a put
+ * backend. Objects are immutable and written at most once: a put
  * of a key that exists is a no-op, so content-addressed callers can race
  * freely. A reader sees either no object or the complete one, never a part.
  *

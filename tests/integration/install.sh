@@ -1,0 +1,66 @@
+#!/bin/bash
+# make install's result, staged with DESTDIR: the binaries, kiln(1) with a
+# section for every verb that --help lists, the bash completion (completing
+# verbs and options from the installed kiln), the documentation.
+. "$(dirname "$0")/lib.sh"
+
+build_root=${KILN_BUILD_ROOT:?}
+stage=$T/stage
+meson install -C "$build_root" --no-rebuild --destdir "$stage" >"$T/install.log" 2>&1 ||
+        fail "meson install failed: $(tail -3 "$T/install.log")"
+prefix=$(meson introspect "$build_root" --buildoptions |
+        python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"))')
+root=$stage$prefix
+
+for f in bin/kiln libexec/kiln/kiln-sandbox share/man/man1/kiln.1 \
+        share/bash-completion/completions/kiln share/doc/kiln/OPERATIONS.md \
+        share/doc/kiln/ARCHITECTURE.md share/doc/kiln/PROTOCOLS.md share/doc/kiln/SANDBOX.md; do
+        [ -e "$root/$f" ] || fail "make install did not install $f"
+done
+"$root/bin/kiln" --version | grep -q '^kiln ' || fail "the installed kiln does not run"
+
+# The man page: the synopsis and a subsection per verb and nix verb.
+man=$root/share/man/man1/kiln.1
+grep -q '^\.TH KILN "1"' "$man" || fail "kiln.1 has no .TH header"
+verbs=$("$KILN_BIN" --help | awk '/^verbs:/ {on=1; next} on && /^  [a-z]/ {print $1}')
+nix_verbs=$("$KILN_BIN" nix --help | awk '/^verbs:/ {on=1; next} on && /^  [a-z]/ {print $1}')
+[ "$(echo "$verbs" | wc -l)" -ge 9 ] || fail "kiln --help lists too few verbs: $verbs"
+for v in $verbs; do
+        [ "$v" = nix ] && continue
+        grep -q "^\.SS kiln $v\$" "$man" || fail "kiln.1 lacks a section for kiln $v"
+done
+for v in $nix_verbs; do
+        grep -q "^\.SS kiln nix $v\$" "$man" || fail "kiln.1 lacks a section for kiln nix $v"
+done
+# Every option of kiln run's --help is in the page.
+for o in $("$KILN_BIN" run --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+        grep -qF -- "${o//-/\\-}" "$man" || grep -qF -- "$o" "$man" ||
+                fail "kiln.1 lacks kiln run's option $o"
+done
+if command -v groff >/dev/null; then
+        groff -man -Tutf8 -ww "$man" >/dev/null 2>"$T/groff.err" || fail "groff cannot render kiln.1"
+        [ ! -s "$T/groff.err" ] || fail "groff warns about kiln.1: $(head -3 "$T/groff.err")"
+fi
+
+# The completion, as bash runs it.
+complete_line() {
+        bash -c '
+                source "$1"; shift
+                COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _kiln
+                printf "%s\n" "${COMPREPLY[@]}"' _ "$root/share/bash-completion/completions/kiln" "$@"
+}
+got=$(complete_line "$root/bin/kiln" '' | sort | tr '\n' ' ')
+want=$(echo "$verbs" | sort | tr '\n' ' ')
+[ "$got" = "$want" ] || fail "completing verbs: got '$got', want '$want'"
+[ "$(complete_line "$root/bin/kiln" im)" = import ] || fail "completing 'im' did not give import"
+got=$(complete_line "$root/bin/kiln" nix '' | sort | tr '\n' ' ')
+want=$(echo "$nix_verbs" | sort | tr '\n' ' ')
+[ "$got" = "$want" ] || fail "completing nix verbs: got '$got', want '$want'"
+complete_line "$root/bin/kiln" import --th | grep -qx -- --threads ||
+        fail "completing 'import --th' did not give --threads"
+complete_line "$root/bin/kiln" nix nar-hash --s | grep -qx -- --sri ||
+        fail "completing 'nix nar-hash --s' did not give --sri"
+mkdir "$T/files" && touch "$T/files/some-input"
+(cd "$T/files" && complete_line "$root/bin/kiln" hash so) | grep -qx some-input ||
+        fail "completing a file argument did not give the file"
+echo "install: binaries, man page, completion and docs as expected"
