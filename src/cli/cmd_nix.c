@@ -19,6 +19,8 @@ static const struct nix_verb verbs[] = {
     {"nar-hash", cmd_nix_nar_hash, "hash a tree's NAR serialisation (nix-store -q --hash)"},
     {"dump-path", cmd_nix_dump_path, "write a tree as a NAR to stdout (nix-store --dump)"},
     {"import-nar", cmd_nix_import_nar, "read a NAR into the store, print its root node"},
+    {"build", cmd_nix_build, "build derivations and register their outputs, as nix-build"},
+    {"path-info", cmd_nix_path_info, "show what kiln's PathInfo store holds of store paths"},
     {NULL, NULL, NULL},
 };
 

@@ -9,12 +9,13 @@ import sys
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '..', '..')
 # Lowest first; a folder may use any folder before it in this list.
 LAYERS = ['util', 'blake3', 'castore', 'rpc', 'store', 'ingest', 'build', 'nix',
-          'fuse', 'runner', 'daemon', 'cli']
+          'nixbuild', 'fuse', 'runner', 'daemon', 'cli']
 # Folders at the same height that must not see each other.
 SIBLINGS = [{'ingest', 'build', 'nix'}]
 SRC = {'util': 'src/lib/util', 'blake3': 'src/lib/blake3', 'castore': 'src/lib/castore',
        'rpc': 'src/lib/rpc', 'store': 'src/lib/store', 'ingest': 'src/lib/ingest',
-       'build': 'src/lib/build', 'nix': 'src/lib/nix', 'fuse': 'src/fuse',
+       'build': 'src/lib/build', 'nix': 'src/lib/nix',
+       'nixbuild': 'src/lib/nixbuild', 'fuse': 'src/fuse',
        'runner': 'src/runner', 'daemon': 'src/daemon', 'cli': 'src/cli'}
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 

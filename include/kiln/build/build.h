@@ -20,11 +20,6 @@ struct kiln_additional_file {
 };
 
 /* A strings list owned by its container. */
-struct kiln_strv {
-        char **v;
-        size_t n;
-};
-
 struct kiln_build_constraints {
         bool present;                   /* false: the request had no constraints */
         char *system;                   /* non-empty when present */
@@ -64,8 +59,6 @@ struct kiln_build {
         size_t n_outputs;
 };
 
-KILN_PUBLIC void kiln_strv_done(struct kiln_strv *s);
-KILN_PUBLIC void kiln_strv_push(struct kiln_strv *s, const char *str);
 
 KILN_PUBLIC void kiln_build_request_done(struct kiln_build_request *r);
 KILN_PUBLIC void kiln_build_request_copy(struct kiln_build_request *dst,

@@ -123,3 +123,12 @@ KILN_PUBLIC ssize_t kiln_read_full(int fd, void *p, size_t n);
 /* Whether p[0..len) is well-formed UTF-8 (no overlongs, surrogates or
  * code points above U+10FFFF). */
 KILN_PUBLIC bool kiln_utf8_valid(const void *p, size_t len);
+
+/* A list of heap strings. */
+struct kiln_strv {
+        char **v;
+        size_t n;
+};
+KILN_PUBLIC void kiln_strv_done(struct kiln_strv *s);
+/* Appends a copy of str. */
+KILN_PUBLIC void kiln_strv_push(struct kiln_strv *s, const char *str);

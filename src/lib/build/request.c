@@ -8,20 +8,6 @@
 #include "build.pb-c.h"
 #include <kiln/util/proto_check.h>
 
-void kiln_strv_done(struct kiln_strv *s)
-{
-        for (size_t i = 0; i < s->n; i++)
-                free(s->v[i]);
-        free(s->v);
-        *s = (struct kiln_strv){0};
-}
-
-void kiln_strv_push(struct kiln_strv *s, const char *str)
-{
-        s->v = kiln_reallocarray(s->v, s->n + 1, sizeof(*s->v));
-        s->v[s->n++] = kiln_strdup(str);
-}
-
 static void strv_copy(struct kiln_strv *dst, const struct kiln_strv *src)
 {
         *dst = (struct kiln_strv){0};

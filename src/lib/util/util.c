@@ -196,3 +196,17 @@ bool kiln_utf8_valid(const void *data, size_t len)
         }
         return true;
 }
+
+void kiln_strv_done(struct kiln_strv *s)
+{
+        for (size_t i = 0; i < s->n; i++)
+                free(s->v[i]);
+        free(s->v);
+        *s = (struct kiln_strv){0};
+}
+
+void kiln_strv_push(struct kiln_strv *s, const char *str)
+{
+        s->v = kiln_reallocarray(s->v, s->n + 1, sizeof(*s->v));
+        s->v[s->n++] = kiln_strdup(str);
+}

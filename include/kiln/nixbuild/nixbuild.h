@@ -1,0 +1,72 @@
+/* Building Nix derivations with kiln: a derivation becomes a BuildRequest
+ * whose sandbox a build cannot tell from Nix's (request.c), its inputs come
+ * from the local Nix store through castore, remembered in the PathInfo store
+ * (inputs.c), its outputs are checked, registered in the Nix store with
+ * their full metadata and remembered too (outputs.c), and derivations are
+ * built in dependency order, several at once (build.c). */
+#pragma once
+
+#include <kiln/build/service.h>
+#include <kiln/nix/daemon.h>
+#include <kiln/nix/derivation.h>
+#include <kiln/nix/pathinfo.h>
+
+/* --- derivation → BuildRequest --- */
+
+struct kiln_nixbuild_request_options {
+        unsigned cores;    /* NIX_BUILD_CORES */
+        bool provide_bin_sh; /* a /bin/sh, as Nix's sandbox-paths may give */
+};
+
+/* A request and how to read its answer back. */
+struct kiln_nixbuild_plan {
+        struct kiln_build_request req;
+        /* req.outputs[i] is the output named output_names.v[i]. */
+        struct kiln_strv output_names;
+        /* req.needles[i] is the hash part of needle_paths.v[i]. */
+        struct kiln_strv needle_paths;
+};
+KILN_PUBLIC void kiln_nixbuild_plan_done(struct kiln_nixbuild_plan *p);
+
+/* The request for derivation d (read from drv_path) over its input closure
+ * inputs[0..n) (nodes named by store path basename, any order). -EINVAL
+ * naming the derivation for what cannot be built as Nix would: a floating
+ * or impure output, a passAsFile naming no attribute, a __json that is not
+ * a JSON object, a value that is not UTF-8. */
+KILN_PUBLIC int kiln_nixbuild_request(const struct kiln_nix_derivation *d, const char *drv_path,
+                                      const struct kiln_node *inputs, size_t n_inputs,
+                                      const struct kiln_nixbuild_request_options *o,
+                                      struct kiln_nixbuild_plan *ret, struct kiln_error **err);
+
+/* Nix's structured attributes files for a __json object (with "outputs"
+ * already set): .attrs.json as Nix 2.8 prints it (keys sorted, compact) and
+ * .attrs.sh (bash declarations of the attributes bash can hold). */
+KILN_PUBLIC int kiln_nixbuild_attrs_json(const json_t *attrs, struct kiln_buf *out,
+                                         struct kiln_error **err);
+KILN_PUBLIC void kiln_nixbuild_attrs_sh(const json_t *attrs, struct kiln_buf *out);
+
+/* --- building --- */
+
+struct kiln_nixbuild_options {
+        struct kiln_blob_service *blobs;
+        struct kiln_directory_service *dirs;
+        struct kiln_build_service *builds;
+        struct kiln_nix_pathinfo_store *pathinfo;
+        const char *nix_daemon; /* program; NULL: nix-daemon */
+        struct kiln_nixbuild_request_options request;
+        unsigned jobs; /* derivations built at once; 0: 1 */
+        /* Progress lines ("building '…'"), called from any thread; may be NULL. */
+        void (*log)(void *userdata, const char *line);
+        void *userdata;
+        struct kiln_cancel *cancel; /* optional */
+};
+
+/* Builds the derivations drvs[0..n) (absolute .drv paths in the local Nix
+ * store) and every input derivation whose outputs are not valid yet, in
+ * dependency order, up to o->jobs at once; registers each output in the Nix
+ * store. *ret gets every output path of drvs, in order (the outputs of each
+ * derivation by name). The first failure stops what depends on it and is
+ * returned naming its derivation; builds already running are finished. */
+KILN_PUBLIC int kiln_nixbuild_build(const struct kiln_nixbuild_options *o,
+                                    const char *const *drvs, size_t n, struct kiln_strv *ret,
+                                    struct kiln_error **err);

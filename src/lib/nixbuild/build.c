@@ -1,0 +1,349 @@
+/* A build session: the graph of derivations to build (those with an output
+ * Nix does not have yet, and the input derivations they need), run by
+ * o->jobs worker threads in dependency order. After the first failure no
+ * new build starts; running ones finish. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "nixbuild_int.h"
+
+enum job_state { JOB_WAITING, JOB_RUNNING, JOB_DONE, JOB_FAILED };
+
+struct job {
+        char *drv_path;
+        struct kiln_nix_derivation *drv;
+        size_t *deps; /* jobs whose outputs this one needs */
+        size_t n_deps;
+        enum job_state state;
+};
+
+struct session {
+        struct nixbuild nb;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct job *jobs;
+        size_t n_jobs;
+        size_t running;
+        bool stop;
+        struct kiln_error *error; /* the first failure */
+};
+
+static void say(const struct kiln_nixbuild_options *o, const char *fmt, ...) _printf_(2, 3);
+static void say(const struct kiln_nixbuild_options *o, const char *fmt, ...)
+{
+        if (!o->log)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        char *line;
+        if (vasprintf(&line, fmt, ap) >= 0) {
+                o->log(o->userdata, line);
+                free(line);
+        }
+        va_end(ap);
+}
+
+static int all_outputs_valid(struct session *s, const struct kiln_nix_derivation *d, bool *ret,
+                             struct kiln_error **err)
+{
+        *ret = true;
+        for (size_t i = 0; i < d->n_outputs && *ret; i++) {
+                const struct kiln_nix_drv_output *o = &d->outputs[i];
+                if (o->kind != KILN_NIX_OUTPUT_INPUT_ADDRESSED && o->kind != KILN_NIX_OUTPUT_FIXED) {
+                        *ret = false;
+                        break;
+                }
+                _cleanup_free_ char *p = kiln_nix_store_path_to_string(&o->path);
+                struct kiln_nix_path_info info;
+                int r = kiln_nix_daemon_query_path_info(s->nb.daemon, p, &info, err);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        kiln_nix_path_info_done(&info);
+                *ret = r > 0;
+        }
+        return 0;
+}
+
+/* Adds drv_path (and, if it must be built, its input derivations) to the
+ * graph; *ret gets its job index. */
+static int add_job(struct session *s, const char *drv_path, size_t *ret, unsigned depth,
+                   struct kiln_error **err)
+{
+        for (size_t i = 0; i < s->n_jobs; i++)
+                if (!strcmp(s->jobs[i].drv_path, drv_path)) {
+                        *ret = i;
+                        return 0;
+                }
+        if (depth > 10000)
+                return kiln_error_set(err, ELOOP, "%s: derivations nested too deeply", drv_path);
+        struct kiln_nix_store_path sp;
+        int r = kiln_nix_store_path_parse(drv_path, strlen(drv_path), &sp, err);
+        if (r < 0)
+                return r;
+        struct kiln_nix_derivation *d;
+        r = kiln_nix_derivation_read_file(AT_FDCWD, drv_path, &d, err);
+        if (r < 0)
+                return r;
+        bool valid;
+        r = all_outputs_valid(s, d, &valid, err);
+        if (r < 0) {
+                kiln_nix_derivation_free(d);
+                return r;
+        }
+        size_t me = s->n_jobs++;
+        s->jobs = kiln_reallocarray(s->jobs, s->n_jobs, sizeof(*s->jobs));
+        s->jobs[me] = (struct job){
+                .drv_path = kiln_strdup(drv_path),
+                .drv = d,
+                .state = valid ? JOB_DONE : JOB_WAITING,
+        };
+        *ret = me;
+        if (valid)
+                return 0;
+        for (size_t i = 0; i < d->n_input_drvs; i++) {
+                _cleanup_free_ char *in = kiln_nix_store_path_to_string(&d->input_drvs[i].drv);
+                size_t dep;
+                r = add_job(s, in, &dep, depth + 1, err);
+                if (r < 0)
+                        return r;
+                struct job *j = &s->jobs[me]; /* the array may have moved */
+                j->deps = kiln_reallocarray(j->deps, j->n_deps + 1, sizeof(*j->deps));
+                j->deps[j->n_deps++] = dep;
+        }
+        return 0;
+}
+
+static const struct job *job_of(struct session *s, const struct kiln_nix_store_path *drv)
+{
+        _cleanup_free_ char *p = kiln_nix_store_path_to_string(drv);
+        for (size_t i = 0; i < s->n_jobs; i++)
+                if (!strcmp(s->jobs[i].drv_path, p))
+                        return &s->jobs[i];
+        return NULL;
+}
+
+/* The store paths a build reads: its input sources and the outputs it uses
+ * of its input derivations. */
+static int input_roots(struct session *s, const struct job *j, struct kiln_strv *ret,
+                       struct kiln_error **err)
+{
+        const struct kiln_nix_derivation *d = j->drv;
+        for (size_t i = 0; i < d->n_input_srcs; i++) {
+                _cleanup_free_ char *p = kiln_nix_store_path_to_string(&d->input_srcs[i]);
+                kiln_strv_push(ret, p);
+        }
+        for (size_t i = 0; i < d->n_input_drvs; i++) {
+                const struct kiln_nix_drv_input *in = &d->input_drvs[i];
+                const struct job *dep = job_of(s, &in->drv);
+                for (size_t k = 0; k < in->n_outputs; k++) {
+                        const struct kiln_nix_drv_output *o =
+                                dep ? kiln_nix_derivation_output(dep->drv, in->outputs[k]) : NULL;
+                        if (!o)
+                                return kiln_error_set(err, EINVAL,
+                                                      "%s: input derivation has no output '%s'",
+                                                      j->drv_path, in->outputs[k]);
+                        _cleanup_free_ char *p = kiln_nix_store_path_to_string(&o->path);
+                        kiln_strv_push(ret, p);
+                }
+        }
+        return 0;
+}
+
+/* Nix's default system features, and kvm where /dev/kvm can be used. */
+static bool has_feature(const char *f)
+{
+        static const char *const features[] = {"nixos-test", "benchmark", "big-parallel"};
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(features); i++)
+                if (!strcmp(f, features[i]))
+                        return true;
+        return !strcmp(f, "kvm") && access("/dev/kvm", R_OK | W_OK) == 0;
+}
+
+static int check_features(const struct job *j, struct kiln_error **err)
+{
+        const char *req = kiln_nix_derivation_env_get(j->drv, "requiredSystemFeatures");
+        if (!req)
+                return 0;
+        _cleanup_free_ char *copy = kiln_strdup(req);
+        for (char *save = NULL, *f = strtok_r(copy, " \t\n\r", &save); f;
+             f = strtok_r(NULL, " \t\n\r", &save))
+                if (!has_feature(f))
+                        return kiln_error_set(err, ENOEXEC,
+                                              "a '%s' with features {%s} is required to build "
+                                              "'%s', but kiln does not provide '%s'",
+                                              j->drv->system, req, j->drv_path, f);
+        return 0;
+}
+
+static int build_job(struct session *s, const struct job *j, struct kiln_error **err)
+{
+        const struct kiln_nixbuild_options *o = s->nb.o;
+        struct kiln_strv roots = {0}, closure = {0};
+        struct kiln_node *nodes = NULL;
+        size_t n_nodes = 0;
+        struct kiln_nixbuild_plan plan = {0};
+        struct kiln_build b = {0};
+        bool built = false;
+        int r = check_features(j, err);
+        if (r == 0)
+                r = input_roots(s, j, &roots, err);
+        if (r == 0)
+                r = nixbuild_closure(&s->nb, &roots, &closure, err);
+        if (r == 0)
+                nodes = kiln_calloc(closure.n ? closure.n : 1, sizeof(*nodes));
+        for (size_t i = 0; r == 0 && i < closure.n; i++) {
+                r = nixbuild_input_node(&s->nb, closure.v[i], &nodes[i], err);
+                if (r == 0)
+                        n_nodes++;
+        }
+        if (r == 0)
+                r = kiln_nixbuild_request(j->drv, j->drv_path, nodes, n_nodes, &o->request, &plan,
+                                          err);
+        if (r == 0) {
+                say(o, "building '%s'...", j->drv_path);
+                struct kiln_build_call call = {.cancel = o->cancel};
+                r = kiln_build_service_build(o->builds, &plan.req, &call, &b, err);
+                if (r < 0)
+                        r = kiln_error_prefix(err, r, "builder for '%s' failed", j->drv_path);
+                built = r == 0;
+        }
+        if (r == 0 && b.n_outputs != plan.req.outputs.n)
+                r = kiln_error_set(err, EPROTO, "%s: the build service returned %zu outputs, not %zu",
+                                   j->drv_path, b.n_outputs, plan.req.outputs.n);
+        for (size_t i = 0; r == 0 && i < b.n_outputs; i++)
+                r = nixbuild_register_output(&s->nb, j->drv, j->drv_path, plan.output_names.v[i],
+                                             &plan, &b.outputs[i], err);
+        if (built)
+                kiln_build_done(&b);
+        kiln_nixbuild_plan_done(&plan);
+        for (size_t i = 0; i < n_nodes; i++)
+                kiln_node_done(&nodes[i]);
+        free(nodes);
+        kiln_strv_done(&roots);
+        kiln_strv_done(&closure);
+        return r;
+}
+
+/* A waiting job whose inputs are all built; fails jobs whose input failed. */
+static struct job *next_job(struct session *s)
+{
+        for (size_t i = 0; i < s->n_jobs; i++) {
+                struct job *j = &s->jobs[i];
+                if (j->state != JOB_WAITING)
+                        continue;
+                bool ready = true;
+                for (size_t k = 0; k < j->n_deps; k++) {
+                        enum job_state st = s->jobs[j->deps[k]].state;
+                        if (st == JOB_FAILED) {
+                                j->state = JOB_FAILED;
+                                ready = false;
+                                break;
+                        }
+                        if (st != JOB_DONE)
+                                ready = false;
+                }
+                if (ready)
+                        return j;
+        }
+        return NULL;
+}
+
+static bool any_waiting(struct session *s)
+{
+        for (size_t i = 0; i < s->n_jobs; i++)
+                if (s->jobs[i].state == JOB_WAITING)
+                        return true;
+        return false;
+}
+
+static void *worker(void *arg)
+{
+        struct session *s = arg;
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+                struct job *j = s->stop ? NULL : next_job(s);
+                if (!j) {
+                        if (s->stop || !any_waiting(s) || !s->running)
+                                break;
+                        pthread_cond_wait(&s->cond, &s->lock);
+                        continue;
+                }
+                j->state = JOB_RUNNING;
+                s->running++;
+                size_t idx = (size_t)(j - s->jobs);
+                pthread_mutex_unlock(&s->lock);
+                struct kiln_error *e = NULL;
+                int r = build_job(s, &s->jobs[idx], &e);
+                pthread_mutex_lock(&s->lock);
+                s->running--;
+                s->jobs[idx].state = r < 0 ? JOB_FAILED : JOB_DONE;
+                if (r < 0) {
+                        s->stop = true;
+                        if (!s->error)
+                                s->error = TAKE_PTR(e);
+                }
+                kiln_error_free(e);
+                pthread_cond_broadcast(&s->cond);
+        }
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+static int run_workers(struct session *s, unsigned n)
+{
+        pthread_t *t = kiln_calloc(n, sizeof(*t));
+        unsigned started = 0;
+        for (; started < n; started++)
+                if (pthread_create(&t[started], NULL, worker, s))
+                        break;
+        if (!started)
+                worker(s);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(t[i], NULL);
+        free(t);
+        return 0;
+}
+
+int kiln_nixbuild_build(const struct kiln_nixbuild_options *o, const char *const *drvs, size_t n,
+                        struct kiln_strv *ret, struct kiln_error **err)
+{
+        struct session s = {.nb.o = o};
+        pthread_mutex_init(&s.nb.daemon_lock, NULL);
+        pthread_mutex_init(&s.lock, NULL);
+        pthread_cond_init(&s.cond, NULL);
+        size_t *roots = kiln_calloc(n ? n : 1, sizeof(*roots));
+        int r = kiln_nix_daemon_open(o->nix_daemon, &s.nb.daemon, err);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = add_job(&s, drvs[i], &roots[i], 0, err);
+        if (r == 0) {
+                run_workers(&s, o->jobs ? o->jobs : 1);
+                if (s.error) {
+                        r = -s.error->code;
+                        if (err)
+                                *err = TAKE_PTR(s.error);
+                }
+        }
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                const struct kiln_nix_derivation *d = s.jobs[roots[i]].drv;
+                for (size_t k = 0; k < d->n_outputs; k++) {
+                        _cleanup_free_ char *p = kiln_nix_store_path_to_string(&d->outputs[k].path);
+                        kiln_strv_push(ret, p);
+                }
+        }
+        kiln_error_free(s.error);
+        for (size_t i = 0; i < s.n_jobs; i++) {
+                free(s.jobs[i].drv_path);
+                kiln_nix_derivation_free(s.jobs[i].drv);
+                free(s.jobs[i].deps);
+        }
+        free(s.jobs);
+        free(roots);
+        kiln_nix_daemon_close(s.nb.daemon);
+        pthread_mutex_destroy(&s.nb.daemon_lock);
+        pthread_mutex_destroy(&s.lock);
+        pthread_cond_destroy(&s.cond);
+        return r;
+}
