@@ -81,6 +81,24 @@ static int skip_fields(struct kiln_nix_conn *c, struct kiln_error **err)
         return r;
 }
 
+/* Removes terminal escape sequences (ESC [ … letter) in place. */
+static void strip_ansi(char *s)
+{
+        char *o = s;
+        for (const char *p = s; *p; p++) {
+                if (p[0] == '\033' && p[1] == '[') {
+                        p += 2;
+                        while (*p && !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+                                p++;
+                        if (!*p)
+                                break;
+                        continue;
+                }
+                *o++ = *p;
+        }
+        *o = '\0';
+}
+
 /* Reads log messages up to STDERR_LAST; STDERR_ERROR becomes -EIO with
  * the daemon's message. The daemon's own log lines go to our stderr. */
 static int process_stderr(struct kiln_nix_daemon *d, struct kiln_error **err)
@@ -99,6 +117,7 @@ static int process_stderr(struct kiln_nix_daemon *d, struct kiln_error **err)
                         r = kiln_nix_read_string(c, MAX_STRING, &s, NULL, err);
                         if (r < 0)
                                 return r;
+                        strip_ansi(s);
                         fprintf(stderr, "nix-daemon: %s", s);
                         free(s);
                         break;
@@ -110,10 +129,13 @@ static int process_stderr(struct kiln_nix_daemon *d, struct kiln_error **err)
                                 free(s);
                                 return r;
                         }
-                        /* Nix's messages may carry ANSI colours and end in a newline. */
+                        /* Nix's messages carry ANSI colours and end in a newline. */
+                        strip_ansi(s);
                         size_t n = strlen(s);
                         while (n && (s[n - 1] == '\n'))
                                 s[--n] = '\0';
+                        if (!strncmp(s, "error: ", 7))
+                                memmove(s, s + 7, n - 6);
                         r = kiln_error_set(err, EIO, "%s", s);
                         free(s);
                         return r;

@@ -177,6 +177,57 @@ static int check_features(const struct job *j, struct kiln_error **err)
         return 0;
 }
 
+/* Whether output i of the request refers to output k (needle k: outputs
+ * come first among the needles, in the derivation's order). */
+static bool refers_to(const struct kiln_nixbuild_plan *plan, const struct kiln_build *b, size_t i,
+                      const char *path)
+{
+        for (size_t n = 0; n < b->outputs[i].n_needles; n++)
+                if (!strcmp(plan->needle_paths.v[b->outputs[i].needles[n]], path))
+                        return true;
+        return false;
+}
+
+/* Registers the outputs so that one referring to another comes after it,
+ * as Nix needs (a path is valid only with its references); a cycle between
+ * outputs fails as in Nix. */
+static int register_outputs(struct session *s, const struct job *j,
+                            const struct kiln_nixbuild_plan *plan, const struct kiln_build *b,
+                            struct kiln_error **err)
+{
+        size_t n = b->n_outputs, left = n;
+        bool *done = kiln_calloc(n, sizeof(*done));
+        int r = 0;
+        while (r == 0 && left) {
+                bool progress = false;
+                for (size_t i = 0; r == 0 && i < n; i++) {
+                        if (done[i])
+                                continue;
+                        bool ready = true;
+                        for (size_t k = 0; k < n && ready; k++) {
+                                _cleanup_free_ char *pk = kiln_asprintf("/%s", plan->req.outputs.v[k]);
+                                if (k != i && !done[k] && refers_to(plan, b, i, pk))
+                                        ready = false;
+                        }
+                        if (!ready)
+                                continue;
+                        r = nixbuild_register_output(&s->nb, j->drv, j->drv_path,
+                                                     plan->output_names.v[i], plan, &b->outputs[i],
+                                                     err);
+                        done[i] = true;
+                        left--;
+                        progress = true;
+                }
+                if (r == 0 && !progress)
+                        r = kiln_error_set(err, EINVAL,
+                                           "cycle detected in the references of the outputs of "
+                                           "'%s'",
+                                           j->drv_path);
+        }
+        free(done);
+        return r;
+}
+
 static int build_job(struct session *s, const struct job *j, struct kiln_error **err)
 {
         const struct kiln_nixbuild_options *o = s->nb.o;
@@ -212,9 +263,8 @@ static int build_job(struct session *s, const struct job *j, struct kiln_error *
         if (r == 0 && b.n_outputs != plan.req.outputs.n)
                 r = kiln_error_set(err, EPROTO, "%s: the build service returned %zu outputs, not %zu",
                                    j->drv_path, b.n_outputs, plan.req.outputs.n);
-        for (size_t i = 0; r == 0 && i < b.n_outputs; i++)
-                r = nixbuild_register_output(&s->nb, j->drv, j->drv_path, plan.output_names.v[i],
-                                             &plan, &b.outputs[i], err);
+        if (r == 0)
+                r = register_outputs(s, j, &plan, &b, err);
         if (built)
                 kiln_build_done(&b);
         kiln_nixbuild_plan_done(&plan);
@@ -312,6 +362,7 @@ int kiln_nixbuild_build(const struct kiln_nixbuild_options *o, const char *const
 {
         struct session s = {.nb.o = o};
         pthread_mutex_init(&s.nb.daemon_lock, NULL);
+        pthread_mutex_init(&s.nb.import_lock, NULL);
         pthread_mutex_init(&s.lock, NULL);
         pthread_cond_init(&s.cond, NULL);
         size_t *roots = kiln_calloc(n ? n : 1, sizeof(*roots));
@@ -343,6 +394,7 @@ int kiln_nixbuild_build(const struct kiln_nixbuild_options *o, const char *const
         free(roots);
         kiln_nix_daemon_close(s.nb.daemon);
         pthread_mutex_destroy(&s.nb.daemon_lock);
+        pthread_mutex_destroy(&s.nb.import_lock);
         pthread_mutex_destroy(&s.lock);
         pthread_cond_destroy(&s.cond);
         return r;

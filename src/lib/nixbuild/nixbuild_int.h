@@ -11,6 +11,8 @@ struct nixbuild {
         /* One connection to Nix's daemon, shared by the workers. */
         struct kiln_nix_daemon *daemon;
         pthread_mutex_t daemon_lock;
+        /* Imports one path at a time, so two builds never import the same. */
+        pthread_mutex_t import_lock;
 };
 
 /* Every path of the closure of roots (absolute store paths), roots first;

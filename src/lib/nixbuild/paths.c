@@ -62,8 +62,8 @@ static bool node_present(struct nixbuild *nb, const struct kiln_node *n)
 }
 
 /* The castore node of a valid store path, imported unless remembered. */
-int nixbuild_input_node(struct nixbuild *nb, const char *path, struct kiln_node *ret,
-                        struct kiln_error **err)
+static int input_node(struct nixbuild *nb, const char *path, struct kiln_node *ret,
+                      struct kiln_error **err)
 {
         struct kiln_nix_pathinfo pi;
         int r = kiln_nix_pathinfo_get(nb->o->pathinfo, path, &pi, err);
@@ -85,6 +85,10 @@ int nixbuild_input_node(struct nixbuild *nb, const char *path, struct kiln_node 
                 return kiln_error_set(err, ENOENT, "path '%s' is not valid", path);
         if (r < 0)
                 return r;
+        if (nb->o->log) {
+                _cleanup_free_ char *line = kiln_asprintf("importing '%s' into kiln's store", path);
+                nb->o->log(nb->o->userdata, line);
+        }
         struct kiln_import_options io = {.blobs = nb->o->blobs, .dirs = nb->o->dirs};
         struct kiln_node node = {0};
         r = kiln_import_path(&io, AT_FDCWD, path, &node, err);
@@ -110,6 +114,15 @@ int nixbuild_input_node(struct nixbuild *nb, const char *path, struct kiln_node 
         if (r == 0)
                 kiln_node_copy(ret, &rec.node);
         kiln_nix_pathinfo_done(&rec);
+        return r;
+}
+
+int nixbuild_input_node(struct nixbuild *nb, const char *path, struct kiln_node *ret,
+                        struct kiln_error **err)
+{
+        pthread_mutex_lock(&nb->import_lock);
+        int r = input_node(nb, path, ret, err);
+        pthread_mutex_unlock(&nb->import_lock);
         return r;
 }
 

@@ -1,0 +1,124 @@
+#!/bin/bash
+# kiln nix build against Nix 2.8 itself: every derivation of
+# tests/fixtures/nix/builds.nix is built by nix-build into a chroot store of
+# its own and by kiln for /nix/store; their outputs must have the same paths,
+# NAR hashes, references and content addresses, kiln's must pass
+# nix-store --verify-path, and the failures must fail alike.
+. "$(dirname "$0")/lib.sh"
+
+command -v nix-build >/dev/null || fail "nix-bin is not installed"
+fixture=$KILN_FIXTURES/nix/builds.nix
+mkdir "$T/bb"
+cp "$(command -v busybox)" "$T/bb/busybox"
+salt="kiln-test-$$-$RANDOM$RANDOM"
+
+# The recursive fixed output's hash: the NAR of the tree its builder makes.
+mkdir -p "$T/rec/sub"
+echo rec >"$T/rec/sub/file"
+ln -s sub/file "$T/rec/link"
+rec_hash=$(nix-hash --type sha256 --base32 "$T/rec")
+
+nixargs=(--argstr salt "$salt" --argstr recHash "$rec_hash" --arg bbDir "$T/bb")
+good=(hello multi chain1 chain2 chain3 selfref symlinks exec emptydirs oddnames passfile
+        structured environment sandboxview withsrc usesdev uselib big placeholders diamond
+        fodflat fodsha1 fodsha512 fodrec)
+bad=(fodwrong failing)
+q() { nix-store "$@" 2>"$T/nix.err"; }
+
+drvs=()
+for a in "${good[@]}" "${bad[@]}"; do
+        d=$(nix-instantiate "${nixargs[@]}" -A "$a" "$fixture" 2>"$T/nix.err") ||
+                { cat "$T/nix.err" >&2; fail "nix-instantiate -A $a"; }
+        drvs+=("$d")
+        eval "drv_$a=$d"
+done
+cleanup_hooks="nix-store --delete \$(cat \"\$T/created\" 2>/dev/null) >/dev/null 2>&1 || true; $cleanup_hooks"
+printf '%s\n' "${drvs[@]}" >"$T/created"
+
+# Nix: one nix-build of everything that should work, into its own store.
+nixstore=$T/nixstore
+nixbuild() {
+        nix-build --store "$nixstore" --option build-users-group '' --option substituters '' \
+                --option sandbox true --no-out-link "${nixargs[@]}" "$@" "$fixture"
+}
+all_a=(); for a in "${good[@]}"; do all_a+=(-A "$a"); done
+nix_outs=$(nixbuild "${all_a[@]}" 2>"$T/nixbuild.err") ||
+        { tail -20 "$T/nixbuild.err" >&2; fail "nix-build failed"; }
+
+# kiln: the same derivations, by their .drv paths.
+good_drvs=(); for a in "${good[@]}"; do eval "good_drvs+=(\$drv_$a)"; done
+kiln_outs=$(kiln nix build "${good_drvs[@]}" 2>"$T/kiln.err") ||
+        { cat "$T/kiln.err" >&2; fail "kiln nix build failed"; }
+printf '%s\n' $kiln_outs >>"$T/created"
+# kiln prints every output of each .drv, as nix-build DRV does; nix-build -A
+# printed the default ones.
+want_outs=$(for d in "${good_drvs[@]}"; do nix-store -q --outputs "$d" 2>/dev/null; done)
+[ "$(echo "$want_outs" | sort)" = "$(echo "$kiln_outs" | sort)" ] ||
+        fail "output paths differ: want: $(echo $want_outs) kiln: $(echo $kiln_outs)"
+for o in $nix_outs; do echo "$kiln_outs" | grep -qx "$o" || fail "nix built $o, kiln did not"; done
+grep -q "^building '$drv_hello'" "$T/kiln.err" || fail "kiln did not say what it built"
+
+n=0
+for o in $kiln_outs; do
+        want=$(q --store "$nixstore" -q --hash "$o") || fail "nix has no hash of $o"
+        got=$(q -q --hash "$o") || fail "kiln's $o is not valid in /nix/store: $(cat "$T/nix.err")"
+        [ "$got" = "$want" ] || {
+                diff -r "$nixstore$o" "$o" >&2 || true
+                fail "NAR hash of $o: kiln $got, nix $want"
+        }
+        q --verify-path "$o" || fail "nix-store --verify-path $o: $(cat "$T/nix.err")"
+        [ "$(q -q --references "$o" | sort)" = "$(q --store "$nixstore" -q --references "$o" | sort)" ] ||
+                fail "references of $o differ"
+        [ "$(q -q --deriver "$o")" = "$(q --store "$nixstore" -q --deriver "$o")" ] ||
+                fail "deriver of $o differs"
+        n=$((n + 1))
+done
+[ "$n" -ge 25 ] || fail "only $n outputs compared"
+
+# Content addresses of the fixed outputs, as Nix registers them.
+ca() {
+        nix --extra-experimental-features nix-command path-info --json "$@" "$1" 2>/dev/null |
+                $PY -c 'import json,sys; print(json.load(sys.stdin)[0].get("ca"))'
+}
+for a in fodflat fodsha1 fodsha512 fodrec; do
+        eval "o=\$(nix-store -q --outputs \$drv_$a 2>/dev/null)"
+        want=$(ca "$o" --store "$nixstore")
+        got=$(ca "$o")
+        [ "$got" = "$want" ] && [ "$got" != None ] || fail "CA of $a: kiln $got, nix $want"
+done
+# Self-references, references between outputs and to inputs.
+o=$(nix-store -q --outputs "$drv_selfref" 2>/dev/null)
+q -q --references "$o" | grep -qx "$o" || fail "selfref does not refer to itself"
+o=$(nix-store -q --outputs "$drv_usesdev" 2>/dev/null)
+q -q --references "$o" | grep -q -- '-multi-lib$' || fail "usesdev lost its reference to multi.lib"
+# What kiln remembers: the PathInfo store has the outputs and their inputs.
+kiln nix path-info --json "$o" | grep -q '"deriver": *"'"$drv_usesdev"'"' ||
+        kiln nix path-info --json "$o" | grep -q "$drv_usesdev" || fail "kiln nix path-info lacks $o"
+
+# Failures, as Nix reports them.
+expect_fail "hash mismatch in fixed-output derivation '$drv_fodwrong'" kiln nix build "$drv_fodwrong"
+kiln_msg=$(grep -A2 'hash mismatch' "$T/.stderr" | sed 's/^kiln: //')
+nixbuild -A fodwrong >/dev/null 2>"$T/nixwrong.err" && fail "nix-build of fodwrong worked"
+for line in "specified: sha256-" "got:    sha256-"; do
+        k=$(echo "$kiln_msg" | grep -o "$line.*")
+        n2=$(grep -o "$line.*" "$T/nixwrong.err" | head -1)
+        [ -n "$k" ] && [ "$k" = "$n2" ] || fail "hash mismatch line '$line': kiln '$k', nix '$n2'"
+done
+o=$(nix-store -q --outputs "$drv_fodwrong" 2>/dev/null)
+! nix-store -q --hash "$o" >/dev/null 2>&1 || fail "the mismatching output was registered"
+expect_fail "builder for '$drv_failing' failed" kiln nix build "$drv_failing"
+grep -q 'about to fail' "$T/.stderr" || fail "the failing build's log tail is missing"
+expect_fail "is not a /nix/store/...drv path" kiln nix build /tmp/nothing.drv
+
+# A second build over the same inputs imports nothing again.
+grep -q "importing '/nix/store/[a-z0-9]*-bb'" "$T/kiln.err" || fail "the first build imported no input"
+d2=$(nix-instantiate "${nixargs[@]}" --argstr salt "$salt-again" -A hello "$fixture" 2>/dev/null)
+echo "$d2" >>"$T/created"
+kiln nix build "$d2" >/dev/null 2>"$T/kiln2.err" || { cat "$T/kiln2.err" >&2; fail "second build"; }
+! grep -q "importing" "$T/kiln2.err" || fail "the second build imported again: $(grep importing "$T/kiln2.err")"
+nix-store -q --outputs "$d2" >>"$T/created" 2>/dev/null
+# Built already: nothing is built, the outputs are printed.
+[ "$(kiln nix build "$d2" 2>"$T/kiln3.err")" = "$(nix-store -q --outputs "$d2" 2>/dev/null)" ] ||
+        fail "a valid derivation did not print its output"
+! grep -q building "$T/kiln3.err" || fail "a valid derivation was built again"
+echo "nix build: $n outputs equal to Nix's, fixed-output CAs equal, failures alike"
