@@ -348,6 +348,9 @@ int kiln_nixbuild_request(const struct kiln_nix_derivation *d, const char *drv_p
         struct env e = {0};
         json_t *attrs = NULL;
         int rc = check_outputs(d, drv_path, &out_paths, err);
+        if (rc == 0 && !strncmp(d->builder, "builtin:", 8))
+                rc = kiln_error_set(err, ENOTSUP, "%s: the builtin builder '%s' is not supported",
+                                    drv_path, d->builder);
         if (rc < 0)
                 goto out;
         for (size_t i = 0; i < d->n_outputs; i++) {
