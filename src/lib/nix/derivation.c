@@ -572,78 +572,82 @@ static bool is_output_name(const struct kiln_nix_derivation *d, const char *name
         return kiln_nix_derivation_output(d, name) != NULL;
 }
 
+/* One output tuple: (name, path, hashAlgo, hash). */
+static void print_output(const struct kiln_nix_drv_output *x, bool mask, struct kiln_buf *out)
+{
+        char algo[16];
+        kiln_buf_append_byte(out, '(');
+        put_raw(out, x->name);
+        kiln_buf_append_byte(out, ',');
+        bool has_path = x->kind == KILN_NIX_OUTPUT_INPUT_ADDRESSED || x->kind == KILN_NIX_OUTPUT_FIXED;
+        if (has_path && !mask)
+                put_path(out, &x->path);
+        else
+                put_raw(out, "");
+        kiln_buf_append_byte(out, ',');
+        switch (x->kind) {
+        case KILN_NIX_OUTPUT_INPUT_ADDRESSED:
+        case KILN_NIX_OUTPUT_DEFERRED:
+                put_str(out, "\"\",\"\"");
+                break;
+        case KILN_NIX_OUTPUT_FIXED:
+                put_raw(out, kiln_nix_output_hash_algo(x, algo));
+                kiln_buf_append_byte(out, ',');
+                put_raw(out, KILN_NIX_HASH_STR(&x->hash, KILN_NIX_BASE16, false));
+                break;
+        case KILN_NIX_OUTPUT_FLOATING:
+        case KILN_NIX_OUTPUT_IMPURE:
+                put_raw(out, kiln_nix_output_hash_algo(x, algo));
+                kiln_buf_append_byte(out, ',');
+                put_raw(out, x->kind == KILN_NIX_OUTPUT_IMPURE ? "impure" : "");
+                break;
+        }
+        kiln_buf_append_byte(out, ')');
+}
+
+/* (key,[outputs]) of an input derivation; key is printed raw when given
+ * (a replaced key), else the derivation's path. */
+static void print_input_drv(const char *key, const struct kiln_nix_store_path *drv,
+                            const char *const *outputs, size_t n, struct kiln_buf *out)
+{
+        kiln_buf_append_byte(out, '(');
+        if (key)
+                put_raw(out, key);
+        else
+                put_path(out, drv);
+        put_str(out, ",[");
+        for (size_t k = 0; k < n; k++) {
+                if (k)
+                        kiln_buf_append_byte(out, ',');
+                put_raw(out, outputs[k]);
+        }
+        put_str(out, "])");
+}
+
 void kiln_nix_derivation_print_with(const struct kiln_nix_derivation *d,
                                     const struct kiln_nix_print_options *opt, struct kiln_buf *out)
 {
         static const struct kiln_nix_print_options none = {0};
         const struct kiln_nix_print_options *o = opt ? opt : &none;
-        char algo[16];
 
         put_str(out, "Derive([");
         for (size_t i = 0; i < d->n_outputs; i++) {
-                const struct kiln_nix_drv_output *x = &d->outputs[i];
                 if (i)
                         kiln_buf_append_byte(out, ',');
-                kiln_buf_append_byte(out, '(');
-                put_raw(out, x->name);
-                kiln_buf_append_byte(out, ',');
-                bool has_path =
-                    x->kind == KILN_NIX_OUTPUT_INPUT_ADDRESSED || x->kind == KILN_NIX_OUTPUT_FIXED;
-                if (has_path && !o->mask_outputs)
-                        put_path(out, &x->path);
-                else
-                        put_raw(out, "");
-                kiln_buf_append_byte(out, ',');
-                switch (x->kind) {
-                case KILN_NIX_OUTPUT_INPUT_ADDRESSED:
-                case KILN_NIX_OUTPUT_DEFERRED:
-                        put_str(out, "\"\",\"\"");
-                        break;
-                case KILN_NIX_OUTPUT_FIXED:
-                        put_raw(out, kiln_nix_output_hash_algo(x, algo));
-                        kiln_buf_append_byte(out, ',');
-                        put_raw(out, KILN_NIX_HASH_STR(&x->hash, KILN_NIX_BASE16, false));
-                        break;
-                case KILN_NIX_OUTPUT_FLOATING:
-                case KILN_NIX_OUTPUT_IMPURE:
-                        put_raw(out, kiln_nix_output_hash_algo(x, algo));
-                        kiln_buf_append_byte(out, ',');
-                        put_raw(out, x->kind == KILN_NIX_OUTPUT_IMPURE ? "impure" : "");
-                        break;
-                }
-                kiln_buf_append_byte(out, ')');
+                print_output(&d->outputs[i], o->mask_outputs, out);
         }
         put_str(out, "],[");
-        if (o->input_drvs) {
-                for (size_t i = 0; i < o->n_input_drvs; i++) {
-                        const struct kiln_nix_print_input *in = &o->input_drvs[i];
-                        if (i)
-                                kiln_buf_append_byte(out, ',');
-                        kiln_buf_append_byte(out, '(');
-                        put_raw(out, in->key);
-                        put_str(out, ",[");
-                        for (size_t k = 0; k < in->n_outputs; k++) {
-                                if (k)
-                                        kiln_buf_append_byte(out, ',');
-                                put_raw(out, in->outputs[k]);
-                        }
-                        put_str(out, "])");
-                }
-        } else {
-                for (size_t i = 0; i < d->n_input_drvs; i++) {
-                        const struct kiln_nix_drv_input *in = &d->input_drvs[i];
-                        if (i)
-                                kiln_buf_append_byte(out, ',');
-                        kiln_buf_append_byte(out, '(');
-                        put_path(out, &in->drv);
-                        put_str(out, ",[");
-                        for (size_t k = 0; k < in->n_outputs; k++) {
-                                if (k)
-                                        kiln_buf_append_byte(out, ',');
-                                put_raw(out, in->outputs[k]);
-                        }
-                        put_str(out, "])");
-                }
+        size_t n_in = o->input_drvs ? o->n_input_drvs : d->n_input_drvs;
+        for (size_t i = 0; i < n_in; i++) {
+                if (i)
+                        kiln_buf_append_byte(out, ',');
+                if (o->input_drvs)
+                        print_input_drv(o->input_drvs[i].key, NULL, o->input_drvs[i].outputs,
+                                        o->input_drvs[i].n_outputs, out);
+                else
+                        print_input_drv(NULL, &d->input_drvs[i].drv,
+                                        (const char *const *)d->input_drvs[i].outputs,
+                                        d->input_drvs[i].n_outputs, out);
         }
         put_str(out, "],[");
         for (size_t i = 0; i < d->n_input_srcs; i++) {

@@ -336,6 +336,59 @@ static int env_to_request(struct env *e, const struct rewrites *rw, const char *
         return 0;
 }
 
+/* The whole environment, in Nix's order of assignments (see the top). */
+static int compose_env(const struct kiln_nix_derivation *d, const char *drv_path,
+                       const struct kiln_nixbuild_request_options *o, const struct rewrites *rw,
+                       const struct kiln_strv *out_paths, struct kiln_build_request *r,
+                       struct env *e, json_t **attrs, struct kiln_error **err)
+{
+        env_set(e, "PATH", "/path-not-set");
+        env_set(e, "HOME", "/homeless-shelter");
+        env_set(e, "NIX_STORE", "/nix/store");
+        char cores[24];
+        snprintf(cores, sizeof(cores), "%u", o->cores);
+        env_set(e, "NIX_BUILD_CORES", cores);
+        int rc = drv_env(d, drv_path, rw, out_paths, r, e, attrs, err);
+        if (rc < 0)
+                return rc;
+        static const char *const tmp_vars[] = {"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP",
+                                               "TEMP", "PWD"};
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(tmp_vars); i++)
+                env_set(e, tmp_vars[i], BUILD_DIR);
+        if (is_fixed_output(d)) {
+                env_set(e, "NIX_OUTPUT_CHECKED", "1");
+                impure_env(d, *attrs, e);
+        }
+        env_set(e, "NIX_LOG_FD", "2");
+        env_set(e, "TERM", "xterm-256color");
+        return env_to_request(e, rw, drv_path, r, err);
+}
+
+/* The inputs, sorted by name, and the needles: the outputs (by name), then
+ * the inputs (by path). */
+static void set_inputs(struct kiln_nixbuild_plan *p, const struct kiln_node *inputs,
+                       size_t n_inputs, const struct kiln_strv *out_paths)
+{
+        struct kiln_build_request *r = &p->req;
+        r->inputs = kiln_calloc(n_inputs ? n_inputs : 1, sizeof(*r->inputs));
+        for (size_t i = 0; i < n_inputs; i++)
+                kiln_node_copy(&r->inputs[i], &inputs[i]);
+        r->n_inputs = n_inputs;
+        qsort(r->inputs, r->n_inputs, sizeof(*r->inputs), cmp_node_name);
+        for (size_t i = 0; i < out_paths->n; i++)
+                kiln_strv_push(&p->needle_paths, out_paths->v[i]);
+        for (size_t i = 0; i < r->n_inputs; i++) {
+                _cleanup_free_ char *abs = kiln_asprintf(
+                        "/nix/store/%.*s", (int)r->inputs[i].name.len,
+                        (const char *)r->inputs[i].name.data);
+                kiln_strv_push(&p->needle_paths, abs);
+        }
+        for (size_t i = 0; i < p->needle_paths.n; i++) {
+                _cleanup_free_ char *h = hash_part(p->needle_paths.v[i]);
+                kiln_strv_push(&r->needles, h);
+        }
+}
+
 int kiln_nixbuild_request(const struct kiln_nix_derivation *d, const char *drv_path,
                           const struct kiln_node *inputs, size_t n_inputs,
                           const struct kiln_nixbuild_request_options *o,
@@ -359,26 +412,7 @@ int kiln_nixbuild_request(const struct kiln_nix_derivation *d, const char *drv_p
                 kiln_strv_push(&rw.to, out_paths.v[i]);
         }
 
-        env_set(&e, "PATH", "/path-not-set");
-        env_set(&e, "HOME", "/homeless-shelter");
-        env_set(&e, "NIX_STORE", "/nix/store");
-        char cores[24];
-        snprintf(cores, sizeof(cores), "%u", o->cores);
-        env_set(&e, "NIX_BUILD_CORES", cores);
-        rc = drv_env(d, drv_path, &rw, &out_paths, r, &e, &attrs, err);
-        if (rc < 0)
-                goto out;
-        static const char *const tmp_vars[] = {"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP",
-                                               "TEMP", "PWD"};
-        for (size_t i = 0; i < KILN_ARRAY_SIZE(tmp_vars); i++)
-                env_set(&e, tmp_vars[i], BUILD_DIR);
-        if (is_fixed_output(d)) {
-                env_set(&e, "NIX_OUTPUT_CHECKED", "1");
-                impure_env(d, attrs, &e);
-        }
-        env_set(&e, "NIX_LOG_FD", "2");
-        env_set(&e, "TERM", "xterm-256color");
-        rc = env_to_request(&e, &rw, drv_path, r, err);
+        rc = compose_env(d, drv_path, o, &rw, &out_paths, r, &e, &attrs, err);
         if (rc < 0)
                 goto out;
 
@@ -400,25 +434,7 @@ int kiln_nixbuild_request(const struct kiln_nix_derivation *d, const char *drv_p
         };
         qsort(r->files, r->n_files, sizeof(*r->files), cmp_file_path);
 
-        r->inputs = kiln_calloc(n_inputs ? n_inputs : 1, sizeof(*r->inputs));
-        for (size_t i = 0; i < n_inputs; i++)
-                kiln_node_copy(&r->inputs[i], &inputs[i]);
-        r->n_inputs = n_inputs;
-        qsort(r->inputs, r->n_inputs, sizeof(*r->inputs), cmp_node_name);
-
-        /* Needles: the outputs (by name), then the inputs (by path). */
-        for (size_t i = 0; i < out_paths.n; i++)
-                kiln_strv_push(&p.needle_paths, out_paths.v[i]);
-        for (size_t i = 0; i < r->n_inputs; i++) {
-                _cleanup_free_ char *abs = kiln_asprintf(
-                        "/nix/store/%.*s", (int)r->inputs[i].name.len,
-                        (const char *)r->inputs[i].name.data);
-                kiln_strv_push(&p.needle_paths, abs);
-        }
-        for (size_t i = 0; i < p.needle_paths.n; i++) {
-                _cleanup_free_ char *h = hash_part(p.needle_paths.v[i]);
-                kiln_strv_push(&r->needles, h);
-        }
+        set_inputs(&p, inputs, n_inputs, &out_paths);
         rc = kiln_build_request_validate(r, err);
         if (rc < 0)
                 rc = kiln_error_prefix(err, rc, "%s: the build request", drv_path);
