@@ -16,8 +16,11 @@ static const char usage[] =
         "in the local Nix store (through nix-daemon --stdio, with their NAR hash, references,\n"
         "deriver and content address) and prints every output path, one per line, as\n"
         "nix-build --no-out-link does. Inputs are imported into kiln's store once and\n"
-        "remembered by store path ($KILN_HOME/pathinfo).\n\n"
+        "remembered by store path ($KILN_HOME/pathinfo). Build logs are shown as they\n"
+        "come, each line prefixed with the derivation's name.\n\n"
         "  -j, --jobs N                  derivations built at once (default: number of CPUs)\n"
+        "  -Q, --no-build-output         do not show build logs (a failure still shows\n"
+        "                                its log's tail)\n"
         "  --cores N                     NIX_BUILD_CORES of builds (default: number of CPUs,\n"
         "                                as Nix's cores setting)\n"
         "  --bin-sh                      give builds a /bin/sh (Nix's sandbox-paths default\n"
@@ -105,6 +108,7 @@ int cmd_nix_build(int argc, char **argv)
         enum { OPT_CORES = 0x200, OPT_BIN_SH, OPT_NIX_DAEMON };
         static const struct option opts[] = {
                 {"jobs", required_argument, NULL, 'j'},
+                {"no-build-output", no_argument, NULL, 'Q'},
                 {"cores", required_argument, NULL, OPT_CORES},
                 {"bin-sh", no_argument, NULL, OPT_BIN_SH},
                 {"nix-daemon", required_argument, NULL, OPT_NIX_DAEMON},
@@ -122,7 +126,7 @@ int cmd_nix_build(int argc, char **argv)
         };
         const char *build_url = NULL;
         int c;
-        while ((c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hj:Q", opts, NULL)) != -1) {
                 if (cli_stores_option(&stores, c, optarg))
                         continue;
                 switch (c) {
@@ -133,6 +137,9 @@ int cmd_nix_build(int argc, char **argv)
                 case OPT_CORES:
                         if (!parse_count(optarg, 65536, &o.request.cores))
                                 return cli_usage_error("nix build", "invalid --cores '%s'", optarg);
+                        break;
+                case 'Q':
+                        o.quiet = true;
                         break;
                 case OPT_BIN_SH:
                         o.request.provide_bin_sh = true;

@@ -190,6 +190,9 @@ struct runner_watch {
         const struct runner_cgroup *cgroup;
         struct runner_tail out_tail, err_tail;
         uint64_t logged; /* bytes of output seen */
+        /* The build's output as it comes (1 stdout, 2 stderr); NULL = none. */
+        void (*on_output)(void *userdata, int stream, const void *p, size_t n);
+        void *on_output_userdata;
 };
 /* Waits for w->pidfd to become readable (the process exited; the caller
  * reaps it) while copying both pipes into the logs and the tails, or for a

@@ -377,6 +377,8 @@ static int run_build(struct runner_build *b, struct kiln_error **err)
         b->watch.timeout = b->call->timeout ? b->call->timeout : cfg->timeout;
         b->watch.max_silent = cfg->max_silent;
         b->watch.max_log = cfg->max_log;
+        b->watch.on_output = b->call->output;
+        b->watch.on_output_userdata = b->call->userdata;
         if (b->cgroup.n_dirs && cfg->pids_max) {
                 b->watch.pids_hit = runner_cgroup_pids_hit;
                 b->watch.cgroup = &b->cgroup;

@@ -70,7 +70,8 @@ char *runner_tail_text(const struct runner_tail *t, int lines)
 
 /* Reads what one pipe has; closes it at EOF. Returns the bytes read (0 at
  * EOF or when nothing is there) and sets *full past the log cap. */
-static size_t pump(struct runner_watch *w, int *fd, int log, struct runner_tail *t, bool *full)
+static size_t pump(struct runner_watch *w, int *fd, int log, struct runner_tail *t, int stream,
+                   bool *full)
 {
         char buf[READ_SIZE];
         ssize_t n = read(*fd, buf, sizeof(buf));
@@ -93,6 +94,8 @@ static size_t pump(struct runner_watch *w, int *fd, int log, struct runner_tail 
          * the tail still carries the end of the output. */
         if (log >= 0 && keep)
                 (void)kiln_write_all(log, buf, keep);
+        if (w->on_output && keep)
+                w->on_output(w->on_output_userdata, stream, buf, keep);
         return (size_t)n;
 }
 
@@ -105,9 +108,9 @@ static bool drain(struct runner_watch *w)
              rounds++) {
                 size_t got = 0;
                 if (w->out_fd >= 0)
-                        got += pump(w, &w->out_fd, w->out_log, &w->out_tail, &full);
+                        got += pump(w, &w->out_fd, w->out_log, &w->out_tail, 1, &full);
                 if (w->err_fd >= 0 && !full)
-                        got += pump(w, &w->err_fd, w->err_log, &w->err_tail, &full);
+                        got += pump(w, &w->err_fd, w->err_log, &w->err_tail, 2, &full);
                 if (!got)
                         break;
         }
@@ -162,9 +165,9 @@ int runner_watch_run(struct runner_watch *w, struct kiln_error **err)
                 bool full = false;
                 size_t got = 0;
                 if (p[1].revents)
-                        got += pump(w, &w->out_fd, w->out_log, &w->out_tail, &full);
+                        got += pump(w, &w->out_fd, w->out_log, &w->out_tail, 1, &full);
                 if (p[2].revents && !full)
-                        got += pump(w, &w->err_fd, w->err_log, &w->err_tail, &full);
+                        got += pump(w, &w->err_fd, w->err_log, &w->err_tail, 2, &full);
                 if (full)
                         return RUNNER_LOG_FULL;
                 if (got)

@@ -107,7 +107,10 @@ done
 o=$(nix-store -q --outputs "$drv_fodwrong" 2>/dev/null)
 ! nix-store -q --hash "$o" >/dev/null 2>&1 || fail "the mismatching output was registered"
 expect_fail "builder for '$drv_failing' failed" kiln nix build "$drv_failing"
-grep -q 'about to fail' "$T/.stderr" || fail "the failing build's log tail is missing"
+grep -q '^failing> about to fail$' "$T/.stderr" || fail "the failing build's log was not shown live"
+grep -A3 'builder for' "$T/.stderr" | grep -qx 'about to fail' || fail "the failing build's log tail is missing"
+expect_fail "builder for '$drv_failing' failed" kiln nix build -Q "$drv_failing"
+! grep -q '^failing> ' "$T/.stderr" || fail "-Q showed the build log"
 expect_fail "is not a /nix/store/...drv path" kiln nix build /tmp/nothing.drv
 
 # A second build over the same inputs imports nothing again.

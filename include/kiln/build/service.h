@@ -13,6 +13,10 @@ struct kiln_build_call {
         /* Called from the building thread with a short phase name ("queued",
          * "bundle", "mount", "run", "ingest"). */
         void (*progress)(void *userdata, const char *phase);
+        /* Called from the building thread with the build's output as it
+         * comes (stream 1 stdout, 2 stderr), up to the log limit; local
+         * build services only. */
+        void (*output)(void *userdata, int stream, const void *p, size_t n);
         void *userdata;
         /* Wall-clock limit in seconds for this build; 0 = the service's. */
         unsigned timeout;

@@ -55,9 +55,11 @@ struct kiln_nixbuild_options {
         const char *nix_daemon; /* program; NULL: nix-daemon */
         struct kiln_nixbuild_request_options request;
         unsigned jobs; /* derivations built at once; 0: 1 */
-        /* Progress lines ("building '…'"), called from any thread; may be NULL. */
+        /* Progress lines ("building '…'") and, unless quiet, the builds'
+         * log lines ("<name>> …"), called from any thread; may be NULL. */
         void (*log)(void *userdata, const char *line);
         void *userdata;
+        bool quiet;
         struct kiln_cancel *cancel; /* optional */
 };
 

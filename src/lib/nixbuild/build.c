@@ -228,6 +228,34 @@ static int register_outputs(struct session *s, const struct job *j,
         return r;
 }
 
+/* A build's log, passed on line by line as "<name>> line", as Nix shows
+ * the logs of builds running side by side. */
+struct job_log {
+        const struct kiln_nixbuild_options *o;
+        const char *name;
+        struct kiln_buf line;
+};
+
+static void log_flush(struct job_log *l)
+{
+        kiln_buf_append_byte(&l->line, 0);
+        say(l->o, "%s> %s", l->name, (const char *)l->line.data);
+        l->line.len = 0;
+}
+
+static void on_output(void *userdata, int stream, const void *p, size_t n)
+{
+        (void)stream;
+        struct job_log *l = userdata;
+        const char *c = p;
+        for (size_t i = 0; i < n; i++) {
+                if (c[i] == '\n')
+                        log_flush(l);
+                else if (l->line.len < 64 * 1024)
+                        kiln_buf_append_byte(&l->line, (uint8_t)c[i]);
+        }
+}
+
 static int build_job(struct session *s, const struct job *j, struct kiln_error **err)
 {
         const struct kiln_nixbuild_options *o = s->nb.o;
@@ -254,8 +282,20 @@ static int build_job(struct session *s, const struct job *j, struct kiln_error *
                                           err);
         if (r == 0) {
                 say(o, "building '%s'...", j->drv_path);
-                struct kiln_build_call call = {.cancel = o->cancel};
+                _cleanup_free_ char *name = NULL;
+                struct kiln_nix_store_path sp;
+                if (kiln_nix_store_path_parse(j->drv_path, strlen(j->drv_path), &sp, NULL) == 0)
+                        kiln_nix_drv_name_from_path(&sp, &name, NULL);
+                struct job_log jl = {.o = o, .name = name ? name : j->drv_path};
+                struct kiln_build_call call = {
+                        .cancel = o->cancel,
+                        .output = o->log && !o->quiet ? on_output : NULL,
+                        .userdata = &jl,
+                };
                 r = kiln_build_service_build(o->builds, &plan.req, &call, &b, err);
+                if (jl.line.len)
+                        log_flush(&jl);
+                kiln_buf_done(&jl.line);
                 if (r < 0)
                         r = kiln_error_prefix(err, r, "builder for '%s' failed", j->drv_path);
                 built = r == 0;

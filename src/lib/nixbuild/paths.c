@@ -211,7 +211,8 @@ int nixbuild_register_output(struct nixbuild *nb, const struct kiln_nix_derivati
         int r = 0;
         for (size_t i = 0; i < bo->n_needles; i++)
                 kiln_strv_push(&info.references, plan->needle_paths.v[bo->needles[i]]);
-        qsort(info.references.v, info.references.n, sizeof(char *), cmp_str);
+        if (info.references.n)
+                qsort(info.references.v, info.references.n, sizeof(char *), cmp_str);
 
         if (o->kind == KILN_NIX_OUTPUT_FIXED) {
                 struct kiln_nix_hash got;

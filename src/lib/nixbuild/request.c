@@ -432,7 +432,8 @@ int kiln_nixbuild_request(const struct kiln_nix_derivation *d, const char *drv_p
                 .network_access = is_fixed_output(d),
                 .provide_bin_sh = o->provide_bin_sh,
         };
-        qsort(r->files, r->n_files, sizeof(*r->files), cmp_file_path);
+        if (r->n_files)
+                qsort(r->files, r->n_files, sizeof(*r->files), cmp_file_path);
 
         set_inputs(&p, inputs, n_inputs, &out_paths);
         rc = kiln_build_request_validate(r, err);
