@@ -26,7 +26,8 @@ KILN_PUBLIC void kiln_nix_pathinfo_done(struct kiln_nix_pathinfo *p);
 /* Encodes p as a tvix.store.v1.PathInfo message (canonical encoding). */
 KILN_PUBLIC int kiln_nix_pathinfo_encode(const struct kiln_nix_pathinfo *p, struct kiln_buf *out,
                                          struct kiln_error **err);
-/* Decodes and checks a PathInfo message of store path `path`. */
+/* Decodes and checks a PathInfo message of store path `path` (NULL: the
+ * path its node is named by). */
 KILN_PUBLIC int kiln_nix_pathinfo_decode(const char *path, const void *data, size_t len,
                                          struct kiln_nix_pathinfo *ret, struct kiln_error **err);
 

@@ -189,15 +189,16 @@ static int decode_narinfo(const char *path, const Tvix__Store__V1__NARInfo *ni,
 int kiln_nix_pathinfo_decode(const char *path, const void *data, size_t len,
                              struct kiln_nix_pathinfo *ret, struct kiln_error **err)
 {
+        const char *what = path ? path : "a record";
         Tvix__Store__V1__PathInfo *pi =
                 tvix__store__v1__path_info__unpack(NULL, len, (const uint8_t *)data);
         if (!pi)
-                return bad(err, path, "not a PathInfo message");
-        struct kiln_nix_pathinfo p = {.path = kiln_strdup(path)};
+                return bad(err, what, "not a PathInfo message");
+        struct kiln_nix_pathinfo p = {0};
         _cleanup_free_ uint8_t *nb = NULL;
         int r = 0;
         if (!pi->node || !pi->narinfo) {
-                r = bad(err, path, "no node or no narinfo");
+                r = bad(err, what, "no node or no narinfo");
                 goto out;
         }
         size_t n = protobuf_c_message_get_packed_size(&pi->node->base);
@@ -205,15 +206,28 @@ int kiln_nix_pathinfo_decode(const char *path, const void *data, size_t len,
         protobuf_c_message_pack(&pi->node->base, nb);
         r = kiln_node_decode(nb, n, KILN_NODE_NAMED, &p.node, err);
         if (r < 0) {
-                r = kiln_error_prefix(err, -EBADMSG, "PathInfo of %s", path);
+                r = kiln_error_prefix(err, -EBADMSG, "PathInfo of %s", what);
                 goto out;
         }
-        const char *base = strrchr(path, '/') + 1;
-        if (p.node.name.len != strlen(base) || memcmp(p.node.name.data, base, p.node.name.len)) {
-                r = bad(err, path, "node is not named by the path's basename");
-                goto out;
+        if (path) {
+                const char *base = strrchr(path, '/') + 1;
+                if (p.node.name.len != strlen(base) ||
+                    memcmp(p.node.name.data, base, p.node.name.len)) {
+                        r = bad(err, path, "node is not named by the path's basename");
+                        goto out;
+                }
+                p.path = kiln_strdup(path);
+        } else {
+                struct kiln_nix_store_path sp;
+                if (kiln_nix_store_path_parse_base((const char *)p.node.name.data,
+                                                   p.node.name.len, &sp, NULL) < 0) {
+                        r = bad(err, what, "node is not named by a store path");
+                        goto out;
+                }
+                p.path = kiln_asprintf(KILN_NIX_STORE_DIR "/%.*s", (int)p.node.name.len,
+                                       (const char *)p.node.name.data);
         }
-        r = decode_narinfo(path, pi->narinfo, pi, &p, err);
+        r = decode_narinfo(p.path, pi->narinfo, pi, &p, err);
 out:
         tvix__store__v1__path_info__free_unpacked(pi, NULL);
         if (r < 0) {
@@ -307,14 +321,7 @@ int kiln_nix_pathinfo_get(struct kiln_nix_pathinfo_store *s, const char *path,
         }
         r = kiln_nix_pathinfo_decode(path, v.mv_data, v.mv_size, ret, err);
         mdb_txn_abort(txn);
-        if (r < 0)
-                return r;
-        /* Another name with the same digest is another path. */
-        if (strcmp(ret->path, path) || ret->node.name.len != strlen(strrchr(path, '/') + 1)) {
-                kiln_nix_pathinfo_done(ret);
-                return 0;
-        }
-        return 1;
+        return r < 0 ? r : 1;
 }
 
 int kiln_nix_pathinfo_put(struct kiln_nix_pathinfo_store *s, const struct kiln_nix_pathinfo *p,
@@ -345,28 +352,6 @@ int kiln_nix_pathinfo_put(struct kiln_nix_pathinfo_store *s, const struct kiln_n
         return rc ? lmdb_fail(err, rc, "put") : 0;
 }
 
-/* The store path a record is about: its node's name. */
-static char *record_path(const MDB_val *v)
-{
-        Tvix__Store__V1__PathInfo *pi =
-                tvix__store__v1__path_info__unpack(NULL, v->mv_size, v->mv_data);
-        if (!pi)
-                return NULL;
-        char *path = NULL;
-        if (pi->node) {
-                size_t n = protobuf_c_message_get_packed_size(&pi->node->base);
-                _cleanup_free_ uint8_t *nb = kiln_malloc(n ? n : 1);
-                protobuf_c_message_pack(&pi->node->base, nb);
-                struct kiln_node node = {0};
-                if (kiln_node_decode(nb, n, KILN_NODE_NAMED, &node, NULL) == 0)
-                        path = kiln_asprintf("/nix/store/%.*s", (int)node.name.len,
-                                             (const char *)node.name.data);
-                kiln_node_done(&node);
-        }
-        tvix__store__v1__path_info__free_unpacked(pi, NULL);
-        return path;
-}
-
 int kiln_nix_pathinfo_list(struct kiln_nix_pathinfo_store *s,
                            int (*fn)(void *ctx, const struct kiln_nix_pathinfo *p,
                                      struct kiln_error **err),
@@ -390,13 +375,8 @@ int kiln_nix_pathinfo_list(struct kiln_nix_pathinfo_store *s,
                         r = kiln_error_set(err, EBADMSG, "pathinfo store: bad key");
                         break;
                 }
-                _cleanup_free_ char *path = record_path(&v);
-                if (!path) {
-                        r = kiln_error_set(err, EBADMSG, "pathinfo store: a record has no node");
-                        break;
-                }
                 struct kiln_nix_pathinfo p;
-                r = kiln_nix_pathinfo_decode(path, v.mv_data, v.mv_size, &p, err);
+                r = kiln_nix_pathinfo_decode(NULL, v.mv_data, v.mv_size, &p, err);
                 if (r == 0) {
                         r = fn(ctx, &p, err);
                         kiln_nix_pathinfo_done(&p);
