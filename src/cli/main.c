@@ -1,93 +1,49 @@
-/* kiln: entry point and verb dispatch. */
-#include <stdarg.h>
+/* kiln: the command users run. It runs `kiln hash` itself and executes kiln-core
+ * for every other verb. Why two programs: kiln-core links gRPC, FUSE, LMDB and
+ * zstd (about 67 shared libraries, ~4 ms of dynamic loading per start), which
+ * `kiln hash` never needs; this program links only libc, so hashing a small file
+ * starts as fast as b3sum. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
-#include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
-#include "kiln_config.h"
 
-struct verb {
-        const char *name;
-        int (*run)(int argc, char **argv);
-        const char *summary;
-};
-
-static const struct verb verbs[] = {
-        {"hash", cmd_hash, "print BLAKE3 digests of files (b3sum-compatible)"},
-        {"import", cmd_import, "ingest files and directories into the store"},
-        {"export", cmd_export, "write a stored tree back to the filesystem"},
-        {"cat", cmd_cat, "write a blob to stdout"},
-        {"ls", cmd_ls, "list a stored Directory"},
-        {"daemon", cmd_daemon, "serve the stores and the build service over gRPC"},
-        {"mount", cmd_mount, "serve stored trees as a read-only FUSE filesystem"},
-        {"build", cmd_build, "run a BuildRequest (JSON) and print the Build"},
-        {"run", cmd_run, "run a command hermetically over imported inputs"},
-        {"nix", cmd_nix, "Nix derivations, store paths and NARs (kiln nix --help)"},
-        {NULL, NULL, NULL},
-};
-
-static void usage(FILE *f)
+/* kiln-core beside this program (the build tree), in ../libexec/kiln (an
+ * installed prefix, wherever it was moved), or where it was installed. */
+static void exec_core(char **argv)
 {
-        fprintf(f, "usage: kiln <verb> [options] [args]\n\nverbs:\n");
-        for (const struct verb *v = verbs; v->name; v++)
-                fprintf(f, "  %-10s %s\n", v->name, v->summary);
-        fprintf(f, "\nkiln <verb> --help shows the options of a verb.\n");
-}
-
-int cli_fail(const struct kiln_error *e)
-{
-        fprintf(stderr, "kiln: %s\n", kiln_error_msg(e));
-        return 1;
-}
-
-int cli_failf(const char *fmt, ...)
-{
-        va_list ap;
-        fputs("kiln: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return 1;
-}
-
-int cli_usage_error(const char *verb, const char *fmt, ...)
-{
-        va_list ap;
-        fprintf(stderr, "kiln %s: ", verb);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "\n(see kiln %s --help)\n", verb);
-        return 2;
+        const char *env = getenv("KILN_CORE");
+        if (env && *env) {
+                execv(env, argv);
+                fprintf(stderr, "kiln: cannot run %s (KILN_CORE): %s\n", env, strerror(errno));
+                _exit(127);
+        }
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+                self[n] = '\0';
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = '\0';
+                        char path[PATH_MAX + 32];
+                        snprintf(path, sizeof(path), "%s/kiln-core", self);
+                        execv(path, argv);
+                        snprintf(path, sizeof(path), "%s/../libexec/kiln/kiln-core", self);
+                        execv(path, argv);
+                }
+        }
+        execv(KILN_CORE_PATH, argv);
+        fprintf(stderr, "kiln: cannot run %s: %s\n", KILN_CORE_PATH, strerror(errno));
+        _exit(127);
 }
 
 int main(int argc, char **argv)
 {
-        /* Page faults are expensive on our machines: keep freed memory for
-         * reuse instead of returning it to the kernel after every buffer. */
-        mallopt(M_MMAP_THRESHOLD, 32 << 20);
-        mallopt(M_TRIM_THRESHOLD, 256 << 20);
-        mallopt(M_TOP_PAD, 16 << 20);
-
-        if (argc < 2) {
-                usage(stderr);
-                return 2;
-        }
-        const char *name = argv[1];
-        if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-                usage(stdout);
-                return 0;
-        }
-        if (!strcmp(name, "--version")) {
-                printf("kiln %s\n", KILN_VERSION);
-                return 0;
-        }
-        for (const struct verb *v = verbs; v->name; v++)
-                if (!strcmp(v->name, name))
-                        return v->run(argc - 1, argv + 1);
-        fprintf(stderr, "kiln: unknown verb '%s'\n", name);
-        usage(stderr);
-        return 2;
+        if (argc >= 2 && !strcmp(argv[1], "hash"))
+                return cmd_hash(argc - 1, argv + 1);
+        exec_core(argv);
 }

@@ -12,12 +12,17 @@ prefix=$(meson introspect "$build_root" --buildoptions |
         python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"))')
 root=$stage$prefix
 
-for f in bin/kiln libexec/kiln/kiln-sandbox share/man/man1/kiln.1 \
+for f in bin/kiln libexec/kiln/kiln-core libexec/kiln/kiln-sandbox share/man/man1/kiln.1 \
         share/bash-completion/completions/kiln share/doc/kiln/OPERATIONS.md \
         share/doc/kiln/ARCHITECTURE.md share/doc/kiln/PROTOCOLS.md share/doc/kiln/SANDBOX.md; do
         [ -e "$root/$f" ] || fail "make install did not install $f"
 done
 "$root/bin/kiln" --version | grep -q '^kiln ' || fail "the installed kiln does not run"
+# bin/kiln hashes by itself and finds kiln-core for the other verbs.
+"$root/bin/kiln" hash /dev/null | grep -q '^af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262 ' ||
+        fail "the installed kiln hash is wrong"
+! ldd "$root/bin/kiln" | grep -qE 'grpc|fuse|lmdb|zstd' || fail "bin/kiln links more than libc"
+"$root/bin/kiln" import --help | grep -q '^usage: kiln import' || fail "the installed kiln does not reach kiln-core"
 
 # The man page: the synopsis and a subsection per verb and nix verb.
 man=$root/share/man/man1/kiln.1
