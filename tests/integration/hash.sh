@@ -1,7 +1,8 @@
 #!/bin/sh
 # `kiln hash` against the reference b3sum: the same bytes on stdout for files (empty, small,
 # multi-chunk, names with spaces, backslashes and newlines), for standard input, at every
-# kernel level; and for unreadable arguments (missing file, directory) one message on
+# kernel level; for files large enough to be hashed on several threads (read or mapped, 1-3
+# threads); and for unreadable arguments (missing file, directory) one message on
 # stderr naming it, the other files still hashed, exit status 1.
 # env: KILN_BIN (the kiln binary), KILN_TEST_MUST_RUN=1 turns a skip into a failure.
 set -u
@@ -28,6 +29,9 @@ cd "$scratch" || exit 1
 : >empty
 printf 'hello' >small
 head -c 1048577 /dev/urandom >big
+# Past the 2 MiB where hashing goes multithreaded; not a power of two of chunks.
+head -c 5243903 /dev/urandom >large
+head -c 2097152 /dev/urandom >large2
 head -c 5000 /dev/urandom >'with space'
 printf 'x' >'back\slash'
 printf 'y' >"$(printf 'new\nline')"
@@ -54,6 +58,25 @@ for level in "" portable sse41 avx2 avx512; do
 	[ "$status" = 0 ] || fail "files (level '${level:-best}'): exit status $status"
 	[ -s got.err ] && fail "files (level '${level:-best}'): unexpected stderr: $(cat got.err)"
 	compare "files (level '${level:-best}')" want.out got.out
+done
+
+# Large files: several threads, reading or mapping, against b3sum's own threads and mmap.
+"$b3sum" large large2 big small >want.out
+for opts in "" "--threads 1" "--threads 2" "--threads 3" "--mmap" "--threads 3 --mmap" \
+	"--threads=2"; do
+	# shellcheck disable=SC2086 # word splitting on purpose
+	"$kiln" hash $opts large large2 big small >got.out 2>got.err
+	status=$?
+	[ "$status" = 0 ] || fail "large files ($opts): exit status $status"
+	[ -s got.err ] && fail "large files ($opts): unexpected stderr: $(cat got.err)"
+	compare "large files (${opts:-default})" want.out got.out
+done
+"$b3sum" <large >want.out
+"$kiln" hash <large >got.out || fail "large stdin: non-zero exit status"
+compare "large file on stdin" want.out got.out
+for bad in 0 65 x ""; do
+	"$kiln" hash --threads "$bad" small >/dev/null 2>&1
+	[ $? = 2 ] || fail "--threads '$bad': exit status is not 2"
 done
 
 # Standard input: no argument, '-', and from a pipe.

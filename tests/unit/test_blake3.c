@@ -593,6 +593,73 @@ static void test_final_keeps_state(void **state)
         }
 }
 
+/* ---- multithreaded hashing ---- */
+
+/* kiln_blake3_parallel*() against the single-threaded hasher: sizes around the block, chunk
+ * and subtree boundaries, chunk counts that are not powers of two, several MiB; units of 1
+ * chunk up to the defaults and 1 to 8 threads, from memory and from a file. */
+static void test_parallel(void **state)
+{
+        static const size_t fixed[] = {
+                0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3 * 1024, 3 * 1024 + 1,
+                4095, 4096, 4097, 6143, 6145, 8191, 8193, 14335, 14337, 16383, 16384, 16385,
+                1024 * 37, 1024 * 37 + 511, 1024 * 1000 + 7, 131071, 131072, 131073, MiB - 1,
+                MiB, MiB + 1, 2 * MiB + 1024, 3 * MiB + 5, 5 * MiB - 1,
+        };
+        static const size_t units[] = {1, 2, 4, 16, 128, KILN_BLAKE3_PARALLEL_UNIT_CHUNKS};
+        static const unsigned threads[] = {1, 2, 3, 8};
+        size_t max = 5 * MiB, n_sizes = KILN_ARRAY_SIZE(fixed) + 6;
+        _cleanup_free_ uint8_t *data = kiln_malloc(max);
+        char path[] = "/tmp/kiln-test-blake3-par-XXXXXX";
+        _cleanup_close_ int fd = mkstemp(path);
+
+        (void)state;
+        assert_true(fd >= 0);
+        unlink(path);
+        rng_fill(data, max);
+        assert_int_equal(kiln_write_all(fd, data, max), 0);
+        for (size_t i = 0; i < n_sizes; i++) {
+                /* The fixed sizes, then random ones: 2048 * k +- 1 and anything below max. */
+                size_t len = i < KILN_ARRAY_SIZE(fixed)      ? fixed[i]
+                             : i < KILN_ARRAY_SIZE(fixed) + 3 ? 2048 * (1 + rng_below(600)) + 1 -
+                                                                        2 * rng_below(2)
+                                                              : rng_below(max);
+                uint8_t want[KILN_BLAKE3_OUT_LEN], got[KILN_BLAKE3_OUT_LEN];
+
+                kiln_blake3(data, len, want);
+                kiln_blake3_parallel(data, len, 2, got);
+                if (memcmp(want, got, sizeof(want)))
+                        fail_msg("kiln_blake3_parallel differs at len %zu", len);
+                assert_int_equal(kiln_blake3_parallel_fd(fd, len, 2, got), 0);
+                if (memcmp(want, got, sizeof(want)))
+                        fail_msg("kiln_blake3_parallel_fd differs at len %zu", len);
+                for (size_t u = 0; u < KILN_ARRAY_SIZE(units); u++)
+                        for (size_t t = 0; t < KILN_ARRAY_SIZE(threads); t++) {
+                                /* Tiny units on big inputs add time, not shapes. */
+                                if (len / (units[u] * 1024) > 4096)
+                                        continue;
+                                kiln_blake3_parallel_units(data, len, threads[t], units[u], got);
+                                if (memcmp(want, got, sizeof(want)))
+                                        fail_msg("len %zu, %zu-chunk units, %u threads: differs",
+                                                 len, units[u], threads[t]);
+                                if (t != 1 && units[u] != 4)
+                                        continue;
+                                assert_int_equal(kiln_blake3_parallel_fd_units(fd, len, threads[t],
+                                                                               units[u], got),
+                                                 0);
+                                if (memcmp(want, got, sizeof(want)))
+                                        fail_msg("fd, len %zu, %zu-chunk units, %u threads: "
+                                                 "differs",
+                                                 len, units[u], threads[t]);
+                        }
+        }
+        /* A file shorter than it was said to be is an error, not a digest. */
+        assert_int_equal(kiln_blake3_parallel_fd(fd, max + 1, 2, (uint8_t[32]){0}), -EIO);
+        assert_int_equal(kiln_blake3_parallel_fd_units(fd, max + 5000, 2, 1, (uint8_t[32]){0}),
+                         -EIO);
+        assert_int_equal(kiln_blake3_parallel_fd(-1, 3 * MiB, 2, (uint8_t[32]){0}), -EBADF);
+}
+
 static void test_level_names(void **state)
 {
         enum kiln_blake3_level l;
@@ -653,13 +720,14 @@ int main(void)
                 {"vectors", test_vectors},
                 {"b3sum", test_b3sum},
         };
-        struct CMUnitTest tests[3 + KILN_ARRAY_SIZE(per_variant) * KILN_ARRAY_SIZE(variants)] = {
+        struct CMUnitTest tests[4 + KILN_ARRAY_SIZE(per_variant) * KILN_ARRAY_SIZE(variants)] = {
                 cmocka_unit_test_teardown(test_level_names, restore_dispatch),
                 cmocka_unit_test_teardown(test_dispatch, restore_dispatch),
                 cmocka_unit_test_teardown(test_final_keeps_state, restore_dispatch),
+                cmocka_unit_test_teardown(test_parallel, restore_dispatch),
         };
         const char *seed = getenv("KILN_TEST_SEED");
-        size_t n = 3;
+        size_t n = 4;
         int r;
 
         /* One test per variant, named "<test>/<variant>". */
@@ -679,7 +747,7 @@ int main(void)
         rng_state = test_seed;
         print_message("KILN_TEST_SEED=%" PRIu64 "\n", test_seed);
         r = cmocka_run_group_tests_name("blake3", tests, b3sum_setup, b3sum_teardown);
-        for (size_t i = 3; i < n; i++)
+        for (size_t i = 4; i < n; i++)
                 free((char *)tests[i].name);
         free(vectors);
         return r;

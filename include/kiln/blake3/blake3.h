@@ -44,6 +44,20 @@ KILN_PUBLIC void kiln_blake3_update(struct kiln_blake3 *h, const void *data, siz
 KILN_PUBLIC void kiln_blake3_final(const struct kiln_blake3 *h, uint8_t out[KILN_BLAKE3_OUT_LEN]);
 /* One-shot convenience. */
 KILN_PUBLIC void kiln_blake3(const void *data, size_t len, uint8_t out[KILN_BLAKE3_OUT_LEN]);
+/* The same digest as kiln_blake3(), computed on up to `threads` threads (the caller's
+ * among them; capped at 64): independent subtrees of the input are hashed side by side and
+ * their chaining values merged in tree order. Inputs of under two 512 KiB units, or
+ * `threads` <= 1, are hashed by kiln_blake3() on the calling thread. Worth it only for
+ * inputs of a few MiB and more; a thread that cannot be created just means fewer. */
+KILN_PUBLIC void kiln_blake3_parallel(const void *data, size_t len, unsigned threads,
+                                      uint8_t out[KILN_BLAKE3_OUT_LEN]);
+/* The same for the first `len` bytes of the file `fd` (which must support pread()): each
+ * thread pread()s 128 KiB pieces into its own reused buffer and hashes them. Returns 0, or
+ * -errno of a failed read (-EIO when the file ends before `len`). Faster than mapping the
+ * file where page faults are dear (virtual machines: there b3sum's mmap path is slower than
+ * its read() path). */
+KILN_PUBLIC int kiln_blake3_parallel_fd(int fd, size_t len, unsigned threads,
+                                        uint8_t out[KILN_BLAKE3_OUT_LEN]);
 
 /* The level in use: the best the CPU supports, unless KILN_BLAKE3_SIMD
  * (portable|sse41|avx2|avx512) in the environment or kiln_blake3_force_level()

@@ -342,3 +342,10 @@ void kiln_blake3(const void *data, size_t len, uint8_t out[KILN_BLAKE3_OUT_LEN])
         kiln_blake3_update(&h, data, len);
         kiln_blake3_final(&h, out);
 }
+
+void kiln_blake3_hash_subtree(const struct kiln_blake3_ops *ops, const uint8_t *in, size_t chunks,
+                              const uint32_t key[8], uint64_t chunk_counter, uint8_t flags,
+                              uint8_t out[2 * KILN_BLAKE3_OUT_LEN])
+{
+        hash_subtree(ops, in, chunks, key, chunk_counter, flags, out);
+}

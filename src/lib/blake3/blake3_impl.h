@@ -172,3 +172,25 @@ const struct kiln_blake3_ops *kiln_blake3_ops_current(void);
 /* Test hook: makes `ops` current for the whole process; NULL forgets any choice, so the
  * next use selects again (reading KILN_BLAKE3_SIMD anew). */
 void kiln_blake3_ops_set(const struct kiln_blake3_ops *ops);
+
+/* The two CVs of the top parent of a complete subtree of `chunks` chunks (a power of two, at
+ * least 2) starting at chunk `chunk_counter`: the streaming hasher's wide path, for
+ * blake3_parallel.c. */
+void kiln_blake3_hash_subtree(const struct kiln_blake3_ops *ops, const uint8_t *in, size_t chunks,
+                              const uint32_t key[8], uint64_t chunk_counter, uint8_t flags,
+                              uint8_t out[2 * KILN_BLAKE3_OUT_LEN]);
+
+/* kiln_blake3_parallel(): at most this many threads, and units of this many chunks (512 KiB:
+ * small enough to share 1 GiB out evenly, large enough that taking one costs nothing). */
+#define KILN_BLAKE3_MAX_THREADS          64
+#define KILN_BLAKE3_PARALLEL_UNIT_CHUNKS 512
+/* kiln_blake3_parallel_fd(): units of 128 KiB, each pread() into its thread's buffer, which
+ * stays in the L2 cache between the kernel's copy and the hashing. */
+#define KILN_BLAKE3_PARALLEL_FD_UNIT_CHUNKS 128
+
+/* kiln_blake3_parallel() with units of `unit_chunks` chunks (a power of two, at least 1):
+ * the test hook, so that small inputs still make many units. */
+void kiln_blake3_parallel_units(const void *data, size_t len, unsigned threads,
+                                size_t unit_chunks, uint8_t out[KILN_BLAKE3_OUT_LEN]);
+int kiln_blake3_parallel_fd_units(int fd, size_t len, unsigned threads, size_t unit_chunks,
+                                  uint8_t out[KILN_BLAKE3_OUT_LEN]);
