@@ -33,7 +33,7 @@ demo: deps
 bench:
 	./scripts/install-deps.sh --bench
 	$(MAKE) all
-	@echo "benchmarks: run the scripts under bench/ by hand, e.g. bench/hash.sh"
+	./bench/speed.sh
 
 # Installs into meson's prefix (/usr/local); DESTDIR stages it elsewhere.
 install: all

@@ -14,7 +14,7 @@ python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 runc crun busybox-static util-linux procps haproxy openssl
 b3sum nix-bin help2man
 "
-BENCH_PACKAGES="hyperfine socat bubblewrap"
+BENCH_PACKAGES="hyperfine socat bubblewrap casync"
 
 [ "${1:-}" = "--bench" ] && PACKAGES="$PACKAGES $BENCH_PACKAGES"
 
