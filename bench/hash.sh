@@ -71,42 +71,38 @@ median() {
 		awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
-kiln_rates=""
-b3_rates=""
-i=0
-while [ "$i" -lt "$runs" ]; do
-	kiln_rates="$kiln_rates $(rate "$kiln" hash --threads 1 "$file")"
-	b3_rates="$b3_rates $(rate "$b3sum" --no-mmap --num-threads 1 "$file")"
-	i=$((i + 1))
-done
-km=$(echo "$kiln_rates" | median)
-bm=$(echo "$b3_rates" | median)
-kb=$(echo "$kiln_rates" | best)
-bb=$(echo "$b3_rates" | best)
+# compare KILN_LABEL B3SUM_LABEL RATIO_LABEL: run_kiln and run_b3sum alternately, RUNS times
+# each; prints the medians and the best runs of both and their ratios.
+compare() {
+	kiln_rates=""
+	b3_rates=""
+	i=0
+	while [ "$i" -lt "$runs" ]; do
+		kiln_rates="$kiln_rates $(rate run_kiln)"
+		b3_rates="$b3_rates $(rate run_b3sum)"
+		i=$((i + 1))
+	done
+	km=$(echo "$kiln_rates" | median)
+	bm=$(echo "$b3_rates" | median)
+	kb=$(echo "$kiln_rates" | best)
+	bb=$(echo "$b3_rates" | best)
+	echo "$1: median $km MB/s, best $kb  (runs:$kiln_rates)"
+	echo "$2: median $bm MB/s, best $bb  (runs:$b3_rates)"
+	awk -v km="$km" -v bm="$bm" -v kb="$kb" -v bb="$bb" -v label="$3" \
+		'BEGIN { printf "%s: %.3f (medians), %.3f (best runs)\n", label, km / bm, kb / bb }'
+}
 
 echo "input: $file ($bytes bytes, page cache warm), $runs runs each"
-echo "kiln hash --threads 1 (KILN_BLAKE3_SIMD=${KILN_BLAKE3_SIMD:-unset: best}): median $km MB/s, best $kb  (runs:$kiln_rates)"
-echo "b3sum --no-mmap --num-threads 1: median $bm MB/s, best $bb  (runs:$b3_rates)"
-awk -v km="$km" -v bm="$bm" -v kb="$kb" -v bb="$bb" \
-	'BEGIN { printf "ratio kiln/b3sum, single thread: %.3f (medians), %.3f (best runs)\n", km / bm, kb / bb }'
+run_kiln() { "$kiln" hash --threads 1 "$file"; }
+run_b3sum() { "$b3sum" --no-mmap --num-threads 1 "$file"; }
+compare "kiln hash --threads 1 (KILN_BLAKE3_SIMD=${KILN_BLAKE3_SIMD:-unset: best})" \
+	"b3sum --no-mmap --num-threads 1" "ratio kiln/b3sum, single thread"
 
 # Default modes: kiln hash (threads, pread) against b3sum (threads, mmap), alternating.
-kiln_rates=""
-b3_rates=""
-i=0
-while [ "$i" -lt "$runs" ]; do
-	kiln_rates="$kiln_rates $(rate "$kiln" hash "$file")"
-	b3_rates="$b3_rates $(rate "$b3sum" "$file")"
-	i=$((i + 1))
-done
-km=$(echo "$kiln_rates" | median)
-bm=$(echo "$b3_rates" | median)
-kb=$(echo "$kiln_rates" | best)
-bb=$(echo "$b3_rates" | best)
-echo "kiln hash (default: threads): median $km MB/s, best $kb  (runs:$kiln_rates)"
-echo "b3sum (default: threads, mmap): median $bm MB/s, best $bb  (runs:$b3_rates)"
-awk -v km="$km" -v bm="$bm" -v kb="$kb" -v bb="$bb" \
-	'BEGIN { printf "kiln hash 1 GiB, default vs b3sum (threads, mmap): %.3f (medians), %.3f (best runs)\n", km / bm, kb / bb }'
+run_kiln() { "$kiln" hash "$file"; }
+run_b3sum() { "$b3sum" "$file"; }
+compare "kiln hash (default: threads)" "b3sum (default: threads, mmap)" \
+	"kiln hash 1 GiB, default vs b3sum (threads, mmap)"
 
 if $levels; then
 	# A level this CPU lacks falls back to the best: its line then repeats that one.

@@ -22,6 +22,16 @@ int cmd_build(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_nix(int argc, char **argv);
 
+/* A verb of a verb table, which ends with a NULL name. */
+struct cli_verb {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+};
+/* Runs the verb argv[1] of `prog` ("kiln", "kiln nix") with argv + 1; --help
+ * lists the verbs (names padded to `width`); returns the exit status. */
+int cli_dispatch(const char *prog, const struct cli_verb *verbs, int width, int argc, char **argv);
+
 /* Prints "kiln: <msg>" on stderr; returns the exit status 1. */
 int cli_fail(const struct kiln_error *e);
 /* Prints "kiln: <formatted>" on stderr; returns 1. */

@@ -4,13 +4,7 @@
 
 #include "cli_nix.h"
 
-struct nix_verb {
-        const char *name;
-        int (*run)(int argc, char **argv);
-        const char *summary;
-};
-
-static const struct nix_verb verbs[] = {
+static const struct cli_verb verbs[] = {
     {"show-derivation", cmd_nix_show_derivation, "print derivations as nix show-derivation does"},
     {"hash-derivation", cmd_nix_hash_derivation,
      "compute the output and .drv paths of derivations"},
@@ -24,31 +18,9 @@ static const struct nix_verb verbs[] = {
     {NULL, NULL, NULL},
 };
 
-static void usage(FILE *f)
-{
-        fprintf(f, "usage: kiln nix <verb> [options] [args]\n\nverbs:\n");
-        for (const struct nix_verb *v = verbs; v->name; v++)
-                fprintf(f, "  %-16s %s\n", v->name, v->summary);
-        fprintf(f, "\nkiln nix <verb> --help shows the options of a verb.\n");
-}
-
 int cmd_nix(int argc, char **argv)
 {
-        if (argc < 2) {
-                usage(stderr);
-                return 2;
-        }
-        const char *name = argv[1];
-        if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-                usage(stdout);
-                return 0;
-        }
-        for (const struct nix_verb *v = verbs; v->name; v++)
-                if (!strcmp(v->name, name))
-                        return v->run(argc - 1, argv + 1);
-        fprintf(stderr, "kiln nix: unknown verb '%s'\n", name);
-        usage(stderr);
-        return 2;
+        return cli_dispatch("kiln nix", verbs, 16, argc, argv);
 }
 
 char *cli_nix_dir_of(const char *arg)

@@ -7,13 +7,7 @@
 #include "cli.h"
 #include "kiln_config.h"
 
-struct verb {
-        const char *name;
-        int (*run)(int argc, char **argv);
-        const char *summary;
-};
-
-static const struct verb verbs[] = {
+static const struct cli_verb verbs[] = {
         {"hash", cmd_hash, "print BLAKE3 digests of files (b3sum-compatible)"},
         {"import", cmd_import, "ingest files and directories into the store"},
         {"export", cmd_export, "write a stored tree back to the filesystem"},
@@ -27,14 +21,6 @@ static const struct verb verbs[] = {
         {NULL, NULL, NULL},
 };
 
-static void usage(FILE *f)
-{
-        fprintf(f, "usage: kiln <verb> [options] [args]\n\nverbs:\n");
-        for (const struct verb *v = verbs; v->name; v++)
-                fprintf(f, "  %-10s %s\n", v->name, v->summary);
-        fprintf(f, "\nkiln <verb> --help shows the options of a verb.\n");
-}
-
 int main(int argc, char **argv)
 {
         /* Page faults are expensive on our machines: keep freed memory for
@@ -43,23 +29,9 @@ int main(int argc, char **argv)
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
         mallopt(M_TOP_PAD, 16 << 20);
 
-        if (argc < 2) {
-                usage(stderr);
-                return 2;
-        }
-        const char *name = argv[1];
-        if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-                usage(stdout);
-                return 0;
-        }
-        if (!strcmp(name, "--version")) {
+        if (argc >= 2 && !strcmp(argv[1], "--version")) {
                 printf("kiln %s\n", KILN_VERSION);
                 return 0;
         }
-        for (const struct verb *v = verbs; v->name; v++)
-                if (!strcmp(v->name, name))
-                        return v->run(argc - 1, argv + 1);
-        fprintf(stderr, "kiln: unknown verb '%s'\n", name);
-        usage(stderr);
-        return 2;
+        return cli_dispatch("kiln", verbs, 10, argc, argv);
 }

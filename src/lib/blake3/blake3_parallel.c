@@ -195,6 +195,15 @@ static int run(struct job *j, unsigned threads, uint8_t out[KILN_BLAKE3_OUT_LEN]
         return r;
 }
 
+/* Sizes j's units from its unit_chunks (a power of two) and len; returns their number. */
+static size_t job_units(struct job *j)
+{
+        assert(j->unit_chunks > 0 && (j->unit_chunks & (j->unit_chunks - 1)) == 0);
+        j->unit_len = j->unit_chunks * KILN_BLAKE3_CHUNK_LEN;
+        j->n_units = (j->len + j->unit_len - 1) / j->unit_len;
+        return j->n_units;
+}
+
 void kiln_blake3_parallel_units(const void *data, size_t len, unsigned threads,
                                 size_t unit_chunks, uint8_t out[KILN_BLAKE3_OUT_LEN])
 {
@@ -206,10 +215,7 @@ void kiln_blake3_parallel_units(const void *data, size_t len, unsigned threads,
                 .unit_chunks = unit_chunks,
         };
 
-        assert(unit_chunks > 0 && (unit_chunks & (unit_chunks - 1)) == 0);
-        j.unit_len = unit_chunks * KILN_BLAKE3_CHUNK_LEN;
-        j.n_units = (len + j.unit_len - 1) / j.unit_len;
-        if (j.n_units < 2) {
+        if (job_units(&j) < 2) {
                 kiln_blake3(data, len, out);
                 return;
         }
@@ -227,10 +233,7 @@ int kiln_blake3_parallel_fd_units(int fd, size_t len, unsigned threads, size_t u
                 .unit_chunks = unit_chunks,
         };
 
-        assert(unit_chunks > 0 && (unit_chunks & (unit_chunks - 1)) == 0);
-        j.unit_len = unit_chunks * KILN_BLAKE3_CHUNK_LEN;
-        j.n_units = (len + j.unit_len - 1) / j.unit_len;
-        if (j.n_units < 2) {
+        if (job_units(&j) < 2) {
                 /* One unit at most: read it whole, hash it here. */
                 uint8_t *buf = kiln_malloc(KILN_MAX(len, (size_t)1));
                 int r = pread_full(fd, buf, len, 0);
