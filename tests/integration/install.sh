@@ -23,6 +23,12 @@ done
         fail "the installed kiln hash is wrong"
 ! ldd "$root/bin/kiln" | grep -qE 'grpc|fuse|lmdb|zstd' || fail "bin/kiln links more than libc"
 "$root/bin/kiln" import --help | grep -q '^usage: kiln import' || fail "the installed kiln does not reach kiln-core"
+# A kiln-core that cannot run is one line naming it, exit status 127.
+rc=0
+KILN_CORE=$T/no-such-core "$root/bin/kiln" import --help >/dev/null 2>"$T/core.err" || rc=$?
+[ "$rc" = 127 ] || fail "a missing kiln-core exits $rc, not 127"
+grep -qx "kiln: cannot run $T/no-such-core (KILN_CORE): No such file or directory" "$T/core.err" ||
+        fail "a missing kiln-core says: $(cat "$T/core.err")"
 
 # The man page: the synopsis and a subsection per verb and nix verb.
 man=$root/share/man/man1/kiln.1
