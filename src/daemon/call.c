@@ -184,18 +184,25 @@ void srv_recv_start(struct srv_call *c)
         c->recv_pending = start(c, &op, 1, &c->tag_recv);
 }
 
-int srv_recv_next(struct srv_call *c, struct kiln_buf *msg)
+int srv_recv_next_bb(struct srv_call *c, grpc_byte_buffer **ret)
 {
         srv_recv_start(c);
-        grpc_byte_buffer *bb = NULL;
-        int r = srv_recv_wait(c, &bb);
+        int r = srv_recv_wait(c, ret);
         if (r < 0) {
                 srv_finish(c, GRPC_STATUS_CANCELLED, "upload interrupted: nothing stored", NULL);
                 return -1;
         }
-        if (r == 0)
-                return 0;
-        srv_recv_start(c);
+        if (r > 0)
+                srv_recv_start(c);
+        return r;
+}
+
+int srv_recv_next(struct srv_call *c, struct kiln_buf *msg)
+{
+        grpc_byte_buffer *bb;
+        int r = srv_recv_next_bb(c, &bb);
+        if (r <= 0)
+                return r;
         kiln_rpc_bb_read(bb, msg);
         grpc_byte_buffer_destroy(bb);
         return 1;

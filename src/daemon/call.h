@@ -66,6 +66,8 @@ int srv_recv_wait(struct srv_call *c, grpc_byte_buffer **ret);
  * the end of the stream, or -1 when the upload was interrupted, in which
  * case the call has been finished with CANCELLED. */
 int srv_recv_next(struct srv_call *c, struct kiln_buf *msg);
+/* The same, handing over the message itself (the caller destroys it). */
+int srv_recv_next_bb(struct srv_call *c, grpc_byte_buffer **ret);
 /* Copies the request payload into b; -1 when there was none. */
 int srv_payload(struct srv_call *c, struct kiln_buf *b);
 

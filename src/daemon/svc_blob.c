@@ -155,6 +155,11 @@ void svc_blob_read(struct srv_call *c)
         srv_finish(c, GRPC_STATUS_OK, NULL, NULL);
 }
 
+static int write_bytes(void *ud, const uint8_t *p, size_t n, struct kiln_error **err)
+{
+        return kiln_blob_writer_write(ud, p, n, err);
+}
+
 void svc_blob_put(struct srv_call *c)
 {
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
@@ -162,20 +167,17 @@ void svc_blob_put(struct srv_call *c)
         int r = kiln_blob_open_write(srv_blobs(c), &w, &err);
         if (r < 0)
                 return srv_fail(c, err);
-        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
+        _cleanup_(kiln_buf_done) struct kiln_buf scratch = KILN_BUF_INIT;
         for (;;) {
                 /* The next message arrives while this one is written. */
-                r = srv_recv_next(c, &msg);
+                grpc_byte_buffer *bb;
+                r = srv_recv_next_bb(c, &bb);
                 if (r < 0)
                         return;
                 if (r == 0)
                         break;
-                const uint8_t *data;
-                size_t len;
-                r = kiln_rpc_blob_chunk_decode(msg.data, msg.len, &data, &len, &err);
-                if (r < 0)
-                        return srv_fail(c, err);
-                r = kiln_blob_writer_write(w, data, len, &err);
+                r = kiln_rpc_blob_chunk_each(bb, &scratch, write_bytes, w, &err);
+                grpc_byte_buffer_destroy(bb);
                 if (r < 0)
                         return srv_fail(c, err);
         }

@@ -357,6 +357,29 @@ static void test_roundtrip_sizes(void **state)
         }
 }
 
+/* Space of uploads that were dropped or turned out to be duplicates may be
+ * reused (memory:// does): blobs stored before and after stay intact. */
+static void test_reuse_after_abort_and_dedup(void **state)
+{
+        struct fx *f = *state;
+        struct kiln_error *err = NULL;
+        size_t n = 3 * MiB + 7;
+        uint8_t *a = random_blob(n, 200), *b = random_blob(n, 201), *c = random_blob(n, 202);
+        struct kiln_digest da = put_blob(f->svc, a, n, 0);
+        struct kiln_blob_writer *w = NULL;
+        assert_ok(kiln_blob_open_write(f->svc, &w, &err), err);
+        assert_ok(kiln_blob_writer_write(w, b, n, &err), err);
+        kiln_blob_writer_free(w); /* dropped */
+        struct kiln_digest again = put_blob(f->svc, a, n, 1); /* a duplicate */
+        assert_true(kiln_digest_eq(&again, &da));
+        struct kiln_digest dc = put_blob(f->svc, c, n, 2);
+        check_blob(f->svc, &da, a, n, 3);
+        check_blob(f->svc, &dc, c, n, 4);
+        free(a);
+        free(b);
+        free(c);
+}
+
 static void test_close_twice_and_write_after_close(void **state)
 {
         struct fx *f = *state;
@@ -1558,6 +1581,7 @@ int main(void)
                 CONFORMANCE(test_roundtrip_sizes),
                 CONFORMANCE(test_close_twice_and_write_after_close),
                 CONFORMANCE(test_abort),
+                CONFORMANCE(test_reuse_after_abort_and_dedup),
                 CONFORMANCE(test_dedup),
                 CONFORMANCE(test_seek),
                 CONFORMANCE(test_chunks),

@@ -54,6 +54,13 @@ KILN_PUBLIC grpc_byte_buffer *kiln_rpc_bb_copy(const void *p, size_t n);
  * malformed. */
 KILN_PUBLIC int kiln_rpc_blob_chunk_decode(const uint8_t *p, size_t n, const uint8_t **ret_data,
                                            size_t *ret_len, struct kiln_error **err);
+/* Hands the `data` bytes of a received BlobChunk to fn, in order and in
+ * place, slice by slice, when the message is only that field (as every
+ * encoder writes it); any other valid encoding is copied into *scratch and
+ * decoded. Returns fn's first negative value, -EINVAL when malformed, or 0. */
+typedef int (*kiln_rpc_bytes_fn)(void *ud, const uint8_t *p, size_t n, struct kiln_error **err);
+KILN_PUBLIC int kiln_rpc_blob_chunk_each(grpc_byte_buffer *bb, struct kiln_buf *scratch,
+                                         kiln_rpc_bytes_fn fn, void *ud, struct kiln_error **err);
 /* A BlobChunk message around `data` (taken over; the bytes are not copied). */
 KILN_PUBLIC grpc_byte_buffer *kiln_rpc_blob_chunk_new(grpc_slice data);
 

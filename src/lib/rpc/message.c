@@ -92,6 +92,52 @@ bad:
         return kiln_error_set(err, EINVAL, "malformed BlobChunk message");
 }
 
+/* The length of a `data = 1` field header at the start of (p, n), with the
+ * field's length in *ret_len; 0 when (p, n) does not start with one. */
+static size_t chunk_header(const uint8_t *p, size_t n, uint64_t *ret_len)
+{
+        size_t pos = 1;
+        if (n < 2 || p[0] != 0x0a || !varint(p, n, &pos, ret_len))
+                return 0;
+        return pos;
+}
+
+int kiln_rpc_blob_chunk_each(grpc_byte_buffer *bb, struct kiln_buf *scratch,
+                             kiln_rpc_bytes_fn fn, void *ud, struct kiln_error **err)
+{
+        size_t total = grpc_byte_buffer_length(bb);
+        if (total == 0)
+                return 0; /* an empty chunk */
+        grpc_byte_buffer_reader rd;
+        if (!grpc_byte_buffer_reader_init(&rd, bb))
+                abort(); /* only fails for compressed buffers, which we never negotiate */
+        grpc_slice *s;
+        uint64_t len = 0;
+        size_t h = 0;
+        if (grpc_byte_buffer_reader_peek(&rd, &s))
+                h = chunk_header(GRPC_SLICE_START_PTR(*s), GRPC_SLICE_LENGTH(*s), &len);
+        int r = 0;
+        if (h && len == total - h) {
+                size_t skip = h;
+                do {
+                        size_t n = GRPC_SLICE_LENGTH(*s);
+                        if (n > skip)
+                                r = fn(ud, GRPC_SLICE_START_PTR(*s) + skip, n - skip, err);
+                        skip = 0;
+                } while (r >= 0 && grpc_byte_buffer_reader_peek(&rd, &s));
+                grpc_byte_buffer_reader_destroy(&rd);
+                return r < 0 ? r : 0;
+        }
+        grpc_byte_buffer_reader_destroy(&rd);
+        kiln_rpc_bb_read(bb, scratch);
+        const uint8_t *data;
+        size_t n;
+        r = kiln_rpc_blob_chunk_decode(scratch->data, scratch->len, &data, &n, err);
+        if (r < 0 || n == 0)
+                return r;
+        return fn(ud, data, n, err);
+}
+
 grpc_byte_buffer *kiln_rpc_blob_chunk_new(grpc_slice data)
 {
         size_t len = GRPC_SLICE_LENGTH(data);
