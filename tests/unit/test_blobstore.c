@@ -1493,6 +1493,7 @@ static void test_urls(void **state)
         _cleanup_free_ char *never = kiln_asprintf("%s/never", tmp);
         _cleanup_free_ char *file = kiln_asprintf("%s/regular", tmp);
         _cleanup_close_ int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
         _cleanup_free_ char *file_url = kiln_asprintf("objectstore+file://%s", file);
         const struct {
                 const char *url;

@@ -4,6 +4,8 @@
 #include <kiln/util/base64.h>
 #include <kiln/castore/castore.h>
 #include <kiln/castore/json.h>
+#include <kiln/build/build.h>
+#include <kiln/util/url.h>
 
 #include "castore.pb-c.h"
 
@@ -635,9 +637,35 @@ static void test_json(void **state)
         kiln_directory_done(&x);
 }
 
+/* Regressions from fuzz_url and fuzz_json: input quoted in a message used to
+ * carry its line breaks into it. */
+static void test_messages_one_line(void **state)
+{
+        (void)state;
+        struct kiln_error *err = NULL;
+        struct kiln_digest d;
+        assert_error(kiln_digest_parse("b3\nC", &d, &err), err, EINVAL,
+                     "invalid digest 'b3\\x0aC': expected b3:<base64>");
+        struct kiln_url u;
+        assert_error(kiln_url_parse("m\n", &u, &err), err, EINVAL, "invalid URL 'm\\x0a'");
+        json_t *j = json_loads("{\"directories\":[],\"a\\nb\":1}", 0, NULL);
+        assert_non_null(j);
+        struct kiln_directory dir = {0};
+        assert_error(kiln_directory_from_json(j, &dir, &err), err, EINVAL,
+                     "unknown field \"a\\x0ab\"");
+        json_decref(j);
+        /* An empty message encodes to nothing (the buffer had no memory yet). */
+        struct kiln_build_request q = {0};
+        struct kiln_buf b = KILN_BUF_INIT;
+        kiln_build_request_encode(&q, &b);
+        assert_int_equal(b.len, 0);
+        assert_true(kiln_utf8_valid(NULL, 0));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_messages_one_line),
                 cmocka_unit_test(test_blob_vectors),
                 cmocka_unit_test(test_digest_text),
                 cmocka_unit_test(test_fixture_directories),

@@ -667,6 +667,9 @@ static void test_malformed(void **state)
              "store path name"},
             {"Derive([(\"out\",\"\",\"\",\"ab\")],[],[],\"x\",\"b\",[],[])",
              "at byte 22: output 'out' has a hash but no hash algorithm"},
+            /* From fuzz_aterm: the name is quoted, so the message stays one line. */
+            {"Derive([(\"u\nt\",\"/tmp/x\",\"\",\"\")],[],[],\"x\",\"b\",[],[])",
+             "output 'u\\x0at': path '/tmp/x' is not in the Nix store"},
             {"Derive([(\"out\",\"/nix/store/"
              "q3vr3xw3x1r9p11mbb0cy4isrv9nifgh-fod\",\"sha3\",\"ab\")],"
              "[],[],\"x\",\"b\",[],[])",

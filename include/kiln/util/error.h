@@ -14,6 +14,11 @@ struct kiln_error {
 /* Replaces *err with a new error; returns -code. */
 KILN_PUBLIC int kiln_error_set(struct kiln_error **err, int code, const char *fmt, ...)
         _printf_(3, 4);
+/* Messages are one line: control characters in them (from quoted input)
+ * are written as \xNN. kiln_error_set_lines keeps line breaks, for the few
+ * fixed multi-line texts Nix users know (a fixed-output hash mismatch). */
+KILN_PUBLIC int kiln_error_set_lines(struct kiln_error **err, int code, const char *fmt, ...)
+        _printf_(3, 4);
 /* Like kiln_error_set, appending ": strerror(code)" to the message. */
 KILN_PUBLIC int kiln_error_errno(struct kiln_error **err, int code, const char *fmt, ...)
         _printf_(3, 4);

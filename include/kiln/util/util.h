@@ -68,6 +68,10 @@ KILN_PUBLIC void *kiln_reallocarray(void *p, size_t n, size_t size);
 KILN_PUBLIC char *kiln_strdup(const char *s);
 KILN_PUBLIC void *kiln_memdup(const void *p, size_t n);
 KILN_PUBLIC char *kiln_asprintf(const char *fmt, ...) _printf_(1, 2);
+/* Untrusted bytes for an error message: at most the first `max` of (s, len),
+ * bytes outside printable ASCII, the quote ' and the backslash written as
+ * \xNN (so the message stays one line), "..." appended when cut. Heap string. */
+KILN_PUBLIC char *kiln_quote(const void *s, size_t len, size_t max);
 
 /* Growable byte buffer. `data` is NULL until the first append. */
 struct kiln_buf {

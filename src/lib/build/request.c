@@ -472,6 +472,8 @@ static void prequest_done(struct prequest_storage *s)
 static void pack_into(const ProtobufCMessage *m, struct kiln_buf *out)
 {
         size_t n = protobuf_c_message_get_packed_size(m);
+        if (n == 0)
+                return; /* an empty message; out->data may still be NULL */
         kiln_buf_reserve(out, n);
         protobuf_c_message_pack(m, out->data + out->len);
         out->len += n;

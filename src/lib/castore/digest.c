@@ -1,5 +1,6 @@
 /* Digest parsing and display. */
 #include <ctype.h>
+#include <stdio.h>
 
 #include <kiln/util/base64.h>
 #include <kiln/blake3/blake3.h>
@@ -43,6 +44,12 @@ int kiln_digest_from_bytes(const void *p, size_t len, struct kiln_digest *ret,
         return 0;
 }
 
+static int bad_digest(const char *s, const char *why, struct kiln_error **err)
+{
+        _cleanup_free_ char *q = kiln_quote(s, strlen(s), 128);
+        return kiln_error_set(err, EINVAL, "invalid digest '%s': %s", q, why);
+}
+
 int kiln_digest_parse(const char *s, struct kiln_digest *ret, struct kiln_error **err)
 {
         const char *b64 = NULL;
@@ -55,12 +62,12 @@ int kiln_digest_parse(const char *s, struct kiln_digest *ret, struct kiln_error 
                 _cleanup_free_ uint8_t *raw = NULL;
                 size_t n;
                 if (kiln_base64_decode(b64, strlen(b64), &raw, &n) < 0)
-                        return kiln_error_set(err, EINVAL,
-                                              "invalid digest '%s': not valid base64", s);
-                if (n != KILN_DIGEST_LEN)
-                        return kiln_error_set(err, EINVAL,
-                                              "invalid digest '%s': %zu bytes, expected 32", s,
-                                              n);
+                        return bad_digest(s, "not valid base64", err);
+                if (n != KILN_DIGEST_LEN) {
+                        char why[64];
+                        snprintf(why, sizeof(why), "%zu bytes, expected 32", n);
+                        return bad_digest(s, why, err);
+                }
                 memcpy(ret->b, raw, KILN_DIGEST_LEN);
                 return 0;
         }
@@ -71,13 +78,11 @@ int kiln_digest_parse(const char *s, struct kiln_digest *ret, struct kiln_error 
                 for (size_t i = 0; i < KILN_DIGEST_LEN; i++) {
                         int hi = kiln_unhex(s[2 * i]), lo = kiln_unhex(s[2 * i + 1]);
                         if (hi < 0 || lo < 0)
-                                return kiln_error_set(err, EINVAL,
-                                                      "invalid digest '%s': not hex", s);
+                                return bad_digest(s, "not hex", err);
                         d.b[i] = (uint8_t)(hi << 4 | lo);
                 }
                 *ret = d;
                 return 0;
         }
-        return kiln_error_set(err, EINVAL,
-                              "invalid digest '%s': expected b3:<base64> or 64 hex digits", s);
+        return bad_digest(s, "expected b3:<base64> or 64 hex digits", err);
 }

@@ -269,7 +269,7 @@ int kiln_nix_daemon_query_path_info(struct kiln_nix_daemon *d, const char *path,
         int r = kiln_nix_flush(c, err);
         if (r == 0)
                 r = process_stderr(d, err);
-        uint64_t valid, v;
+        uint64_t valid, v = 0;
         if (r == 0)
                 r = kiln_nix_read_u64(c, &valid, err);
         if (r < 0)

@@ -182,6 +182,8 @@ static int parse_output(struct parser *p, struct kiln_nix_drv_output *o)
 {
         size_t at_path, at_algo, at_hash;
         _cleanup_free_ char *path = NULL, *algo = NULL, *hash = NULL;
+        /* The name is the parser's input: quoted, so a message stays one line. */
+        _cleanup_free_ char *name = kiln_nix_quote(o->name, strlen(o->name));
         int r = expect(p, ",");
         at_path = p->pos + 1;
         if (r >= 0)
@@ -205,7 +207,7 @@ static int parse_output(struct parser *p, struct kiln_nix_drv_output *o)
         if (!*algo) {
                 if (*hash)
                         return fail_at(p, at_hash, "output '%s' has a hash but no hash algorithm",
-                                       o->name);
+                                       name);
                 if (!*path) {
                         o->kind = KILN_NIX_OUTPUT_DEFERRED;
                         return 0;
@@ -226,7 +228,7 @@ static int parse_output(struct parser *p, struct kiln_nix_drv_output *o)
                         o->kind = *hash ? KILN_NIX_OUTPUT_IMPURE : KILN_NIX_OUTPUT_FLOATING;
                         if (*path)
                                 return fail_at(p, at_path, "output '%s' is %s but has a path",
-                                               o->name,
+                                               name,
                                                *hash ? "impure" : "content-addressed (floating)");
                         return 0;
                 }
@@ -237,13 +239,13 @@ static int parse_output(struct parser *p, struct kiln_nix_drv_output *o)
                               (hash[i] >= 'a' && hash[i] <= 'f')))
                                 return fail_at(p, at_hash + i,
                                                "output '%s': hash is not lowercase base16",
-                                               o->name);
+                                               name);
                 if (kiln_nix_hash_parse_bare(hash, n, ha, &o->hash, &e) < 0) {
                         at_algo = at_hash;
                         goto semantic;
                 }
                 if (!*path)
-                        return fail_at(p, at_path, "fixed output '%s' has no path", o->name);
+                        return fail_at(p, at_path, "fixed output '%s' has no path", name);
                 o->kind = KILN_NIX_OUTPUT_FIXED;
         }
         r = kiln_nix_store_path_parse(path, strlen(path), &o->path, &e);
@@ -251,7 +253,7 @@ static int parse_output(struct parser *p, struct kiln_nix_drv_output *o)
                 return 0;
         at_algo = at_path;
 semantic:
-        r = fail_at(p, at_algo, "output '%s': %s", o->name, kiln_error_msg(e));
+        r = fail_at(p, at_algo, "output '%s': %s", name, kiln_error_msg(e));
         kiln_error_free(e);
         return r;
 }

@@ -218,7 +218,7 @@ int nixbuild_register_output(struct nixbuild *nb, const struct kiln_nix_derivati
                 struct kiln_nix_hash got;
                 r = content_hash(nb, o, &bo->node, drv_path, &got, err);
                 if (r == 0 && !kiln_nix_hash_eq(&got, &o->hash))
-                        r = kiln_error_set(err, EBADMSG,
+                        r = kiln_error_set_lines(err, EBADMSG,
                                            "hash mismatch in fixed-output derivation '%s':\n"
                                            "  specified: %s\n     got:    %s",
                                            drv_path, KILN_NIX_HASH_STR(&o->hash, KILN_NIX_SRI, true),

@@ -4,7 +4,36 @@
 
 #include <kiln/util/error.h>
 
-static int set_v(struct kiln_error **err, int code, bool with_errno, const char *fmt, va_list ap)
+/* Messages quote what they were given, which may be anything: control
+ * characters are written as \xNN so that a message stays one line. Takes
+ * msg over and returns the message to keep. */
+static char *one_line(char *msg)
+{
+        static const char hex[] = "0123456789abcdef";
+        size_t n = 0, len = 0;
+        for (; msg[len]; len++)
+                n += (unsigned char)msg[len] < 0x20 || msg[len] == 0x7f;
+        if (!n)
+                return msg;
+        char *out = kiln_malloc(len + 3 * n + 1), *o = out;
+        for (const char *p = msg; *p; p++) {
+                unsigned char c = (unsigned char)*p;
+                if (c < 0x20 || c == 0x7f) {
+                        *o++ = '\\';
+                        *o++ = 'x';
+                        *o++ = hex[c >> 4];
+                        *o++ = hex[c & 15];
+                } else {
+                        *o++ = (char)c;
+                }
+        }
+        *o = '\0';
+        free(msg);
+        return out;
+}
+
+static int set_v(struct kiln_error **err, int code, bool with_errno, bool lines,
+                 const char *fmt, va_list ap)
 {
         if (code <= 0)
                 code = code < 0 ? -code : EIO;
@@ -18,6 +47,8 @@ static int set_v(struct kiln_error **err, int code, bool with_errno, const char 
                 free(msg);
                 msg = full;
         }
+        if (!lines)
+                msg = one_line(msg);
         kiln_error_free(*err);
         *err = kiln_malloc(sizeof(**err));
         (*err)->code = code;
@@ -29,7 +60,16 @@ int kiln_error_set(struct kiln_error **err, int code, const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
-        int r = set_v(err, code, false, fmt, ap);
+        int r = set_v(err, code, false, false, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int kiln_error_set_lines(struct kiln_error **err, int code, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = set_v(err, code, false, true, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -38,7 +78,7 @@ int kiln_error_errno(struct kiln_error **err, int code, const char *fmt, ...)
 {
         va_list ap;
         va_start(ap, fmt);
-        int r = set_v(err, code, true, fmt, ap);
+        int r = set_v(err, code, true, false, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -53,6 +93,7 @@ int kiln_error_prefix(struct kiln_error **err, int r, const char *fmt, ...)
         if (vasprintf(&prefix, fmt, ap) < 0)
                 abort();
         va_end(ap);
+        prefix = one_line(prefix);
         char *msg = kiln_asprintf("%s: %s", prefix, kiln_error_msg(*err));
         free(prefix);
         free((*err)->msg);

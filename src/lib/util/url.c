@@ -39,15 +39,22 @@ void kiln_url_done(struct kiln_url *u)
         *u = (struct kiln_url){0};
 }
 
+static int bad(struct kiln_url *u, const char *s, const char *why, struct kiln_error **err)
+{
+        kiln_url_done(u);
+        _cleanup_free_ char *q = kiln_quote(s, strlen(s), 512);
+        return kiln_error_set(err, EINVAL, "invalid URL '%s': %s", q, why);
+}
+
 int kiln_url_parse(const char *s, struct kiln_url *ret, struct kiln_error **err)
 {
         struct kiln_url u = {0};
         const char *colon = strchr(s, ':');
         if (!colon || colon == s || !isalpha((unsigned char)s[0]))
-                return kiln_error_set(err, EINVAL, "invalid URL '%s': no scheme", s);
+                return bad(&u, s, "no scheme", err);
         for (const char *p = s; p < colon; p++)
                 if (!isalnum((unsigned char)*p) && *p != '+' && *p != '-' && *p != '.')
-                        return kiln_error_set(err, EINVAL, "invalid URL '%s': bad scheme", s);
+                        return bad(&u, s, "bad scheme", err);
 
         u.scheme = strndup(s, (size_t)(colon - s));
         for (char *p = u.scheme; *p; p++)
@@ -94,10 +101,8 @@ int kiln_url_parse(const char *s, struct kiln_url *ret, struct kiln_error **err)
                 rest = auth_end;
         }
         u.path = pct_decode(rest, (size_t)(end - rest));
-        if (!u.path) {
-                kiln_url_done(&u);
-                return kiln_error_set(err, EINVAL, "invalid URL '%s': bad percent escape", s);
-        }
+        if (!u.path)
+                return bad(&u, s, "bad percent escape", err);
         if (*end == '?') {
                 const char *q = end + 1;
                 u.query = strndup(q, strcspn(q, "#"));
@@ -106,11 +111,9 @@ int kiln_url_parse(const char *s, struct kiln_url *ret, struct kiln_error **err)
         return 0;
 
 bad_host:
-        kiln_url_done(&u);
-        return kiln_error_set(err, EINVAL, "invalid URL '%s': bad host", s);
+        return bad(&u, s, "bad host", err);
 bad_port:
-        kiln_url_done(&u);
-        return kiln_error_set(err, EINVAL, "invalid URL '%s': bad port", s);
+        return bad(&u, s, "bad port", err);
 }
 
 char *kiln_url_query_get(const struct kiln_url *u, const char *key)

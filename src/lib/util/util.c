@@ -162,6 +162,8 @@ ssize_t kiln_read_full(int fd, void *p, size_t n)
 
 bool kiln_utf8_valid(const void *data, size_t len)
 {
+        if (len == 0)
+                return true; /* data may be NULL */
         const uint8_t *p = data, *end = p + len;
         while (p < end) {
                 uint8_t c = *p++;
@@ -209,4 +211,30 @@ void kiln_strv_push(struct kiln_strv *s, const char *str)
 {
         s->v = kiln_reallocarray(s->v, s->n + 1, sizeof(*s->v));
         s->v[s->n++] = kiln_strdup(str);
+}
+
+char *kiln_quote(const void *s, size_t len, size_t max)
+{
+        static const char hex[] = "0123456789abcdef";
+        const uint8_t *p = s;
+        size_t n = KILN_MIN(len, max);
+        char *out = kiln_malloc(n * 4 + 4);
+        char *o = out;
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = p[i];
+                if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+                        *o++ = (char)c;
+                } else {
+                        *o++ = '\\';
+                        *o++ = 'x';
+                        *o++ = hex[c >> 4];
+                        *o++ = hex[c & 15];
+                }
+        }
+        if (n < len) {
+                memcpy(o, "...", 3);
+                o += 3;
+        }
+        *o = '\0';
+        return out;
 }

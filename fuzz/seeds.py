@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""Writes the fuzz targets' seed corpora into OUTDIR/<target>/: small valid
+(and a few nearly valid) inputs built from the repository's test vectors and
+from hand-encoded examples of each format, so that every fuzzer starts from
+inputs its decoder accepts. Deterministic; run by `make fuzz` and the smoke
+run of `make check`.
+
+usage: fuzz/seeds.py OUTDIR"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+here = os.path.dirname(os.path.abspath(__file__))
+out = sys.argv[1]
+
+
+def varint(v):
+    b = bytearray()
+    while v >= 0x80:
+        b.append(v & 0x7F | 0x80)
+        v >>= 7
+    b.append(v)
+    return bytes(b)
+
+
+def field(num, payload):  # length-delimited
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def vfield(num, v):  # varint
+    return varint(num << 3) + varint(v)
+
+
+D = bytes(range(32))  # some digest
+DIR_DIGEST = bytes.fromhex("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
+
+
+def file_node(name, size=3, exe=False):
+    return field(1, name) + field(2, D) + vfield(3, size) + (vfield(4, 1) if exe else b"")
+
+
+def dir_node(name, size=0):
+    return field(1, name) + field(2, DIR_DIGEST) + (vfield(3, size) if size else b"")
+
+
+def link_node(name, target):
+    return field(1, name) + field(2, target)
+
+
+def node(kind, body):
+    return field({"dir": 1, "file": 2, "link": 3}[kind], body)
+
+
+seeds = {t: [] for t in ["directory", "node", "build_request", "json", "url", "aterm", "nar", "blake3"]}
+
+seeds["directory"] += [
+    b"",
+    field(2, file_node(b"a")),
+    field(1, dir_node(b"d", 2)) + field(2, file_node(b"f", 10, True)) + field(3, link_node(b"l", b"f")),
+    field(2, file_node(b"b")) + field(2, file_node(b"a")),  # out of order
+    field(3, link_node(b"x", b"")),  # empty target
+]
+seeds["node"] += [
+    b"\0" + node("file", file_node(b"hello")),
+    b"\1" + node("dir", dir_node(b"")),
+    b"\0" + node("link", link_node(b"l", b"../x")),
+    b"\0" + node("dir", dir_node(b"..")),
+]
+inputs = node("dir", dir_node(b"src"))
+req = (field(1, inputs) + field(2, b"/bin/sh") + field(2, b"-c") + field(2, b"echo hi > $out")
+       + field(3, b"build") + field(4, b"build") + field(5, b"inputs") + field(6, b"out")
+       + field(7, field(1, b"PATH") + field(2, b"/bin")) + field(8, field(1, b"x86_64-linux") + vfield(5, 1))
+       + field(9, field(1, b"etc/f") + field(2, b"x")) + field(10, b"abc"))
+seeds["build_request"] += [b"\0" + req, b"\0" + field(2, b"true"),
+                           b"\1" + field(1, req) + field(2, node("file", file_node(b"out"))) + field(3, vfield(1, 0))]
+
+seeds["json"] += [
+    b'\0{"file":{"name":"YQ==","digest":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","size":"3"}}',
+    b'\1{"symlink":{"name":"","target":"eA=="}}',
+    b'\2{"directories":[],"files":[{"name":"YQ==","digest":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","size":"1","executable":true}],"symlinks":[]}',
+    b'\3{"commandArgs":["/bin/sh","-c","true"],"workingDir":"build","scratchPaths":["build"],"inputsDir":"inputs","outputs":["out"],"environmentVars":[{"key":"A","value":"Yg=="}]}',
+    b'\4{"buildRequest":{"commandArgs":["true"]},"outputs":[],"outputsNeedles":[]}',
+]
+
+seeds["url"] += [b"\1" + u for u in [b"memory://", b"objectstore+file:///var/lib/kiln/blobs",
+                                     b"grpc+unix:///run/kiln.sock?wait-connected=1", b"grpc+http://[::1]:8000",
+                                     b"lmdb:///x/y", b"oci:///tmp/bundles?slots=2", b"x://h:99999/p%zz"]]
+seeds["url"] += [b"\2" + u for u in [b"memory://", b"objectstore+memory://?avg_chunk_size=65536",
+                                     b"memory://host", b"memory:///x"]]
+seeds["url"] += [b"\0" + d for d in [b"b3:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                                     b"blake3-AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+                                     D.hex().encode(), b"b3:AAEC"]]
+
+out_path = b"/nix/store/1rz4g4znpzjwh1xymhjpm42vipw92pr7-hello"
+seeds["aterm"] += [
+    b'Derive([("out","' + out_path + b'","","")],[],[],"x86_64-linux","/bin/sh",["-c","echo hi > $out"],'
+    b'[("builder","/bin/sh"),("name","hello"),("out","' + out_path + b'"),("system","x86_64-linux")])',
+    b'Derive([("out","/nix/store/2rz4g4znpzjwh1xymhjpm42vipw92pr7-f","r:sha256","' + b"0" * 64 + b'")],'
+    b'[("/nix/store/3rz4g4znpzjwh1xymhjpm42vipw92pr7-a.drv",["dev","out"])],["/nix/store/4rz4g4znpzjwh1xymhjpm42vipw92pr7-s"],'
+    b'"x86_64-linux","/bin/sh",["-c","a\\nb\\"c\\\\"],[("a",""),("b","\\t")])',
+]
+
+# NARs from Nix itself, when it is installed (it is among the test packages).
+if subprocess.run(["sh", "-c", "command -v nix-store"], capture_output=True).returncode == 0:
+    with tempfile.TemporaryDirectory() as t:
+        os.makedirs(t + "/tree/sub")
+        with open(t + "/tree/sub/file", "w") as f:
+            f.write("contents\n")
+        with open(t + "/tree/exe", "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(t + "/tree/exe", 0o755)
+        os.symlink("sub/file", t + "/tree/link")
+        os.makedirs(t + "/tree/empty")
+        with open(t + "/single", "w") as f:
+            f.write("x" * 1000)
+        for p in ["tree", "single", "tree/link"]:
+            seeds["nar"].append(subprocess.run(["nix-store", "--dump", t + "/" + p],
+                                               capture_output=True, check=True).stdout)
+
+with open(os.path.join(here, "..", "tests", "fixtures", "blake3_test_vectors.json")) as f:
+    for case in json.load(f)["cases"]:
+        n = case["input_len"]
+        if n <= 8192:
+            body = bytes(i % 251 for i in range(n))
+            seeds["blake3"].append(bytes([0x80 | 3, 5, 16, 1]) + body)
+            seeds["blake3"].append(b"\0" + body)
+
+for target, inputs in seeds.items():
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    for data in inputs:
+        with open(os.path.join(d, hashlib.sha1(data).hexdigest()), "wb") as f:
+            f.write(data)
