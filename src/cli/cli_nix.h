@@ -14,6 +14,7 @@ int cmd_nix_dump_path(int argc, char **argv);
 int cmd_nix_import_nar(int argc, char **argv);
 int cmd_nix_build(int argc, char **argv);
 int cmd_nix_path_info(int argc, char **argv);
+int cmd_nix_serve(int argc, char **argv);
 
 /* A DRV argument: a .drv file whose name is its store path's base name
  * ("<hash>-<name>.drv"), wherever it lies (e.g. in a chroot store). Reads and

@@ -15,6 +15,8 @@ static const struct cli_verb verbs[] = {
     {"import-nar", cmd_nix_import_nar, "read a NAR into the store, print its root node"},
     {"build", cmd_nix_build, "build derivations and register their outputs, as nix-build"},
     {"path-info", cmd_nix_path_info, "show what kiln's PathInfo store holds of store paths"},
+    {"serve", cmd_nix_serve,
+     "speak nix-store --serve on stdin/stdout: kiln as a Nix remote builder"},
     {NULL, NULL, NULL},
 };
 

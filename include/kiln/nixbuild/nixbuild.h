@@ -53,6 +53,10 @@ struct kiln_nixbuild_options {
         struct kiln_build_service *builds;
         struct kiln_nix_pathinfo_store *pathinfo;
         const char *nix_daemon; /* program; NULL: nix-daemon */
+        /* Inputs come from the PathInfo store alone (paths a client copied
+         * to kiln) and outputs are registered only there: no Nix daemon and
+         * no local Nix store are used (kiln nix serve). */
+        bool pathinfo_only;
         struct kiln_nixbuild_request_options request;
         unsigned jobs; /* derivations built at once; 0: 1 */
         /* Progress lines ("building '…'") and, unless quiet, the builds'
@@ -72,3 +76,12 @@ struct kiln_nixbuild_options {
 KILN_PUBLIC int kiln_nixbuild_build(const struct kiln_nixbuild_options *o,
                                     const char *const *drvs, size_t n, struct kiln_strv *ret,
                                     struct kiln_error **err);
+
+/* Builds one derivation d, read from drv_path, whose inputs are all among
+ * its input sources (Nix's BasicDerivation, as `nix-store --serve` receives
+ * it: no input derivations), as kiln_nixbuild_build() builds each of its
+ * derivations. With o->pathinfo_only the input closure must be in the
+ * PathInfo store (-ENOENT "path '…' is not valid" otherwise). */
+KILN_PUBLIC int kiln_nixbuild_build_basic(const struct kiln_nixbuild_options *o,
+                                          const struct kiln_nix_derivation *d,
+                                          const char *drv_path, struct kiln_error **err);

@@ -406,7 +406,11 @@ int kiln_nixbuild_build(const struct kiln_nixbuild_options *o, const char *const
         pthread_mutex_init(&s.lock, NULL);
         pthread_cond_init(&s.cond, NULL);
         size_t *roots = kiln_calloc(n ? n : 1, sizeof(*roots));
-        int r = kiln_nix_daemon_open(o->nix_daemon, &s.nb.daemon, err);
+        int r = 0;
+        if (o->pathinfo_only)
+                r = kiln_error_set(err, EINVAL, "kiln_nixbuild_build needs Nix's daemon");
+        if (r == 0)
+                r = kiln_nix_daemon_open(o->nix_daemon, &s.nb.daemon, err);
         for (size_t i = 0; r == 0 && i < n; i++)
                 r = add_job(&s, drvs[i], &roots[i], 0, err);
         if (r == 0) {
@@ -437,5 +441,28 @@ int kiln_nixbuild_build(const struct kiln_nixbuild_options *o, const char *const
         pthread_mutex_destroy(&s.nb.import_lock);
         pthread_mutex_destroy(&s.lock);
         pthread_cond_destroy(&s.cond);
+        return r;
+}
+
+int kiln_nixbuild_build_basic(const struct kiln_nixbuild_options *o,
+                              const struct kiln_nix_derivation *d, const char *drv_path,
+                              struct kiln_error **err)
+{
+        if (d->n_input_drvs)
+                return kiln_error_set(err, EINVAL,
+                                      "%s: a basic derivation has no input derivations", drv_path);
+        struct session s = {.nb.o = o};
+        pthread_mutex_init(&s.nb.daemon_lock, NULL);
+        pthread_mutex_init(&s.nb.import_lock, NULL);
+        int r = 0;
+        if (!o->pathinfo_only)
+                r = kiln_nix_daemon_open(o->nix_daemon, &s.nb.daemon, err);
+        /* The job only borrows d: build_job reads it and never frees it. */
+        struct job j = {.drv_path = (char *)drv_path, .drv = (struct kiln_nix_derivation *)d};
+        if (r == 0)
+                r = build_job(&s, &j, err);
+        kiln_nix_daemon_close(s.nb.daemon);
+        pthread_mutex_destroy(&s.nb.daemon_lock);
+        pthread_mutex_destroy(&s.nb.import_lock);
         return r;
 }

@@ -26,6 +26,20 @@ int nixbuild_closure(struct nixbuild *nb, const struct kiln_strv *roots, struct 
                 if (dup)
                         continue;
                 kiln_strv_push(&seen, todo.v[i]);
+                if (!nb->daemon) {
+                        struct kiln_nix_pathinfo pi;
+                        r = kiln_nix_pathinfo_get(nb->o->pathinfo, todo.v[i], &pi, err);
+                        if (r == 0)
+                                r = kiln_error_set(err, ENOENT, "path '%s' is not valid",
+                                                   todo.v[i]);
+                        if (r < 0)
+                                break;
+                        r = 0;
+                        for (size_t k = 0; k < pi.references.n; k++)
+                                kiln_strv_push(&todo, pi.references.v[k]);
+                        kiln_nix_pathinfo_done(&pi);
+                        continue;
+                }
                 struct kiln_nix_path_info info;
                 pthread_mutex_lock(&nb->daemon_lock);
                 r = kiln_nix_daemon_query_path_info(nb->daemon, todo.v[i], &info, err);
@@ -76,6 +90,9 @@ static int input_node(struct nixbuild *nb, const char *path, struct kiln_node *r
         }
         if (r > 0)
                 kiln_nix_pathinfo_done(&pi);
+        if (!nb->daemon)
+                return kiln_error_set(err, ENOENT, "path '%s' is not valid%s", path,
+                                      r > 0 ? " (its contents are missing from castore)" : "");
 
         struct kiln_nix_path_info info;
         pthread_mutex_lock(&nb->daemon_lock);
@@ -240,6 +257,8 @@ int nixbuild_register_output(struct nixbuild *nb, const struct kiln_nix_derivati
         if (r == 0) {
                 info.nar_hash = nar.hash;
                 info.nar_size = nar.size;
+        }
+        if (r == 0 && nb->daemon) {
                 struct nar_ctx nc = {.nb = nb, .node = &bo->node};
                 pthread_mutex_lock(&nb->daemon_lock);
                 r = kiln_nix_daemon_add_nar(nb->daemon, &info, produce_nar, &nc, err);

@@ -1,0 +1,135 @@
+#!/bin/bash
+# kiln nix serve as a Nix remote builder: Debian's Nix 2.8 reaches it through
+# a real sshd on 127.0.0.1 (started here with keys made here, stopped on
+# exit). First the store side through nix-store --store ssh:// (copy a path
+# in, query it, dump it back); then nix-build --max-jobs 0 offloads
+# derivations of tests/fixtures/nix/builds.nix to kiln, and each output that
+# comes back must have the NAR hash and references of a plain local
+# nix-build of the same derivation into another store.
+. "$(dirname "$0")/lib.sh"
+
+command -v nix-build >/dev/null || fail "nix-bin is not installed"
+[ -x /usr/sbin/sshd ] || fail "openssh-server is not installed"
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (sshd, chroot stores, builds)"; exit 77; }
+fixture=$KILN_FIXTURES/nix/builds.nix
+mkdir "$T/bb"
+cp "$(command -v busybox)" "$T/bb/busybox"
+salt="kiln-serve-$$-$RANDOM$RANDOM"
+mkdir -p "$T/rec/sub"
+echo rec >"$T/rec/sub/file"
+ln -s sub/file "$T/rec/link"
+rec_hash=$(nix-hash --type sha256 --base32 "$T/rec")
+nixargs=(--argstr salt "$salt" --argstr recHash "$rec_hash" --arg bbDir "$T/bb")
+
+# --- sshd on a free loopback port, only our key ---
+S=$T/ssh
+mkdir -m 700 "$S"
+ssh-keygen -q -t ed25519 -N '' -f "$S/host" -C host
+ssh-keygen -q -t ed25519 -N '' -f "$S/id" -C client
+cp "$S/id.pub" "$S/authorized_keys"
+port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$S/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $S/host
+AuthorizedKeysFile $S/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $S/sshd.pid
+AllowUsers root
+X11Forwarding no
+AllowTcpForwarding no
+CFG
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -e -f "$S/sshd_config" 2>"$S/sshd.log" &
+sshd_pid=$!
+cleanup_hooks="kill $sshd_pid 2>/dev/null || true; $cleanup_hooks"
+echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$S/host.pub")" >"$S/known_hosts"
+export NIX_SSHOPTS="-F /dev/null -p $port -o UserKnownHostsFile=$S/known_hosts -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes"
+i=0
+until ssh $NIX_SSHOPTS -i "$S/id" root@127.0.0.1 true 2>"$S/ssh.err"; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || { cat "$S/ssh.err" "$S/sshd.log" >&2; fail "sshd did not accept our key"; }
+        sleep 0.1
+done
+
+# The remote program: kiln nix serve on a KILN_HOME of the test's.
+khome=$T/builder
+cat >"$T/kiln-serve" <<W
+#!/bin/sh
+exec "$KILN_BIN" nix serve --home "$khome" "\$@" 2>>"$T/serve.log"
+W
+chmod 755 "$T/kiln-serve"
+remote="ssh://root@127.0.0.1?remote-program=$T/kiln-serve&ssh-key=$S/id"
+
+# --- the store side: nix copy in, query, dump back ---
+local=$T/local
+common=(--option build-users-group '' --option substituters '' --option sandbox true)
+src=$(nix-store --store "$local" "${common[@]}" --add "$T/rec")
+nix --extra-experimental-features nix-command copy --option build-users-group '' --store "$local" --to "$remote" "$src" \
+        2>"$T/copy.err" || { cat "$T/copy.err" "$T/serve.log" >&2; fail "nix copy --to kiln"; }
+kiln nix path-info --json "$src" >/dev/null 2>&1 || true
+want=$(nix-store --store "$local" -q --hash "$src")
+got=$(nix-store --store "$remote" -q --hash "$src" 2>"$T/q.err") ||
+        { cat "$T/q.err" "$T/serve.log" >&2; fail "nix-store --store ssh:// -q --hash"; }
+[ "$got" = "$want" ] || fail "NAR hash over serve: $got, want $want"
+nix --extra-experimental-features nix-command store dump-path --store "$remote" "$src" \
+        >"$T/dumped.nar" 2>"$T/q.err" ||
+        { cat "$T/q.err" "$T/serve.log" >&2; fail "nix store dump-path --store ssh://"; }
+[ "$(nix-hash --type sha256 --flat --base32 "$T/dumped.nar")" = "${want#sha256:}" ] ||
+        fail "the NAR kiln dumped is not the path's"
+# An unknown command: an error line and a non-zero exit.
+printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0\x63\0\0\0\0\0\0\0' |
+        "$KILN_BIN" nix serve --home "$khome" >/dev/null 2>"$T/unk.err" &&
+        fail "an unknown command did not fail"
+grep -q "unknown serve command 99" "$T/unk.err" || fail "no message for an unknown command"
+# Read-only without --write.
+printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0\x09\0\0\0\0\0\0\0' |
+        "$KILN_BIN" nix serve --home "$khome" >/dev/null 2>"$T/ro.err" &&
+        fail "adding a path without --write did not fail"
+grep -q "not allowed" "$T/ro.err" || fail "no message for a read-only add"
+
+# --- the build hook: everything offloaded to kiln ---
+good=(hello multi chain1 chain2 chain3 selfref symlinks exec emptydirs oddnames passfile
+        structured environment sandboxview withsrc usesdev uselib big placeholders diamond
+        fodflat fodsha1 fodsha512 fodrec)
+all_a=(); for a in "${good[@]}"; do all_a+=(-A "$a"); done
+features=nixos-test,benchmark,big-parallel
+outs=$(nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
+        --builders "$remote x86_64-linux - 2 1 $features" \
+        --option builders-use-substitutes false "${nixargs[@]}" "${all_a[@]}" "$fixture" \
+        2>"$T/offload.err") ||
+        { tail -30 "$T/offload.err" >&2; tail -20 "$T/serve.log" >&2; fail "offloaded nix-build failed"; }
+grep -q "building '/nix/store/.*-hello.drv' on '$remote'" "$T/offload.err" ||
+        { tail -20 "$T/offload.err" >&2; fail "Nix did not say it built on kiln"; }
+
+plain=$T/plain
+want_outs=$(nix-build --store "$plain" "${common[@]}" --no-out-link "${nixargs[@]}" "${all_a[@]}" \
+        "$fixture" 2>"$T/plain.err") || { tail -20 "$T/plain.err" >&2; fail "plain nix-build failed"; }
+[ "$(echo "$outs" | sort)" = "$(echo "$want_outs" | sort)" ] || fail "output paths differ"
+
+n=0
+for o in $outs; do
+        got=$(nix-store --store "$local" -q --hash "$o") || fail "$o is not valid locally"
+        want=$(nix-store --store "$plain" -q --hash "$o")
+        [ "$got" = "$want" ] || fail "NAR hash of $o: offloaded $got, local $want"
+        [ "$(nix-store --store "$local" -q --references "$o" | sort)" = \
+          "$(nix-store --store "$plain" -q --references "$o" | sort)" ] || fail "references of $o differ"
+        nix-store --store "$local" --verify-path "$o" 2>/dev/null || fail "$o fails --verify-path"
+        # kiln holds it too, from its own build
+        kiln nix path-info --json "$o" >/dev/null 2>&1 || true
+        n=$((n + 1))
+done
+[ "$n" -ge 15 ] || fail "only $n outputs compared"
+nbuilt=$(grep -c "^building '" "$T/serve.log" || true)
+[ "$nbuilt" -ge 15 ] || fail "kiln built only $nbuilt derivations"
+
+# A failing build is reported as failed and the next one still works.
+expect_fail "failed" nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        "${nixargs[@]}" -A failing "$fixture"
+echo "ok: $n outputs offloaded to kiln match local nix-build ($nbuilt built by kiln)"
