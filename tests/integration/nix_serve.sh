@@ -93,6 +93,38 @@ printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0\x09\0\0\0\0\0\0\0' |
         fail "adding a path without --write did not fail"
 grep -q "not allowed" "$T/ro.err" || fail "no message for a read-only add"
 
+# AddToStoreNar spoken directly: the right hash is recorded, a wrong hash or
+# a path outside /nix/store is refused and leaves the store as it was.
+printf 'direct\n' >"$T/direct"
+nix-store --dump "$T/direct" >"$T/direct.nar"
+add_msg() { # PATH HASH_HEX: a handshake and one AddToStoreNar of direct.nar
+        $PY - "$1" "$2" "$T/direct.nar" <<'PYEOF'
+import struct, sys
+def u(n): return struct.pack('<Q', n)
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return u(len(b)) + b + b'\0' * (-len(b) % 8)
+nar = open(sys.argv[3], 'rb').read()
+out = u(0x390c9deb) + u(0x207) + u(9) + s(sys.argv[1]) + s('') + s(sys.argv[2]) + u(0)
+out += u(0) + u(len(nar)) + u(1) + u(0) + s('') + nar
+sys.stdout.buffer.write(out)
+PYEOF
+}
+good_hash=$(sha256sum "$T/direct.nar" | cut -d' ' -f1)
+bad_hash=$(printf x | sha256sum | cut -d' ' -f1)
+p1=/nix/store/00000000000000000000000000000000-direct-bad
+add_msg "$p1" "$bad_hash" | "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/bad.err" &&
+        fail "a NAR with the wrong hash was accepted"
+grep -q "hash mismatch importing path '$p1'" "$T/bad.err" || { cat "$T/bad.err" >&2; fail "no hash mismatch message"; }
+KILN_HOME=$khome kiln nix path-info "$p1" >/dev/null 2>&1 && fail "$p1 was recorded after a hash mismatch"
+add_msg /tmp/direct "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/out.err" &&
+        fail "a path outside the store was accepted"
+grep -q "not in the Nix store" "$T/out.err" || { cat "$T/out.err" >&2; fail "no message for a path outside the store"; }
+p2=/nix/store/00000000000000000000000000000000-direct-good
+add_msg "$p2" "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >"$T/good.out" 2>"$T/good.err" ||
+        { cat "$T/good.err" >&2; fail "a NAR with the right hash was refused"; }
+KILN_HOME=$khome kiln nix path-info "$p2" >/dev/null || fail "$p2 was not recorded"
+
 # --- the build hook: everything offloaded to kiln ---
 good=(hello multi chain1 chain2 chain3 selfref symlinks exec emptydirs oddnames passfile
         structured environment sandboxview withsrc usesdev uselib big placeholders diamond
