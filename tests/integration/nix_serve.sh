@@ -164,4 +164,18 @@ nbuilt=$(grep -c "^building '" "$T/serve.log" || true)
 expect_fail "failed" nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
         --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
         "${nixargs[@]}" -A failing "$fixture"
+grep -q "about to fail" "$T/.stderr" || { cat "$T/.stderr" >&2; fail "the failing build's log did not reach Nix"; }
+# A wrong fixed-output hash fails with Nix's words and kiln records nothing.
+expect_fail "hash mismatch in fixed-output derivation" nix-build --store "$local" "${common[@]}" \
+        --no-out-link --max-jobs 0 --builders "$remote x86_64-linux - 1 1 $features" \
+        --option builders-use-substitutes false "${nixargs[@]}" -A fodwrong "$fixture"
+wrong_drv=$(nix-instantiate --store "$local" "${common[@]}" "${nixargs[@]}" -A fodwrong "$fixture" 2>/dev/null)
+wrong_out=$(nix-store --store "$local" -q --outputs "$wrong_drv")
+KILN_HOME=$khome kiln nix path-info "$wrong_out" >/dev/null 2>&1 && fail "kiln recorded $wrong_out"
+! nix-store --store "$local" -q --hash "$wrong_out" >/dev/null 2>&1 || fail "$wrong_out came back"
+# and the builder still works afterwards
+nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 --check \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        "${nixargs[@]}" -A hello "$fixture" >/dev/null 2>"$T/again.err" ||
+        { tail -5 "$T/again.err" >&2; fail "a build after the failures did not work"; }
 echo "ok: $n outputs offloaded to kiln match local nix-build ($nbuilt built by kiln)"
