@@ -7,6 +7,9 @@
  * client sends is checked before the store changes; on any error kiln
  * prints "error: …" on stderr and exits 1, as nix-store --serve does. */
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +17,7 @@
 #include <kiln/nix/pathinfo.h>
 #include <kiln/nix/wire.h>
 #include <kiln/nixbuild/nixbuild.h>
+#include <kiln/util/cancel.h>
 
 #include "cli_nix.h"
 
@@ -443,6 +447,37 @@ static void log_line(void *userdata, const char *line)
         fprintf(stderr, "%s\n", line);
 }
 
+/* While a build runs the client sends nothing; its end of the connection
+ * hanging up means it dropped the build, which is then cancelled (Nix's
+ * MonitorFdHup). */
+struct hup_watch {
+        int fd;
+        struct kiln_cancel *cancel;
+        int stop_fd[2];
+};
+
+static void *watch_hup(void *arg)
+{
+        struct hup_watch *w = arg;
+        for (;;) {
+                struct pollfd p[2] = {{.fd = w->fd, .events = POLLRDHUP},
+                                      {.fd = w->stop_fd[0], .events = POLLIN}};
+                int n = poll(p, 2, -1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 || p[1].revents)
+                        return NULL;
+                if (p[0].revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) {
+                        fprintf(stderr, "kiln nix serve: the client hung up, cancelling the "
+                                        "build\n");
+                        kiln_cancel_trigger(w->cancel);
+                        return NULL;
+                }
+                if (p[0].revents) /* unexpected input: stop watching, never spin */
+                        return NULL;
+        }
+}
+
 static int build_derivation(struct serve *s, struct kiln_error **err)
 {
         if (!s->write)
@@ -468,7 +503,26 @@ static int build_derivation(struct serve *s, struct kiln_error **err)
 
         uint64_t start = (uint64_t)time(NULL);
         _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
+        _cleanup_(kiln_cancel_freep) struct kiln_cancel *cancel = kiln_cancel_new();
+        struct hup_watch w = {.fd = s->c.in_fd, .cancel = cancel};
+        pthread_t t;
+        bool watching = pipe2(w.stop_fd, O_CLOEXEC) == 0;
+        if (watching && pthread_create(&t, NULL, watch_hup, &w)) {
+                close(w.stop_fd[0]);
+                close(w.stop_fd[1]);
+                watching = false;
+        }
+        s->o.cancel = cancel;
         r = kiln_nixbuild_build_basic(&s->o, d, drv_path, &e);
+        s->o.cancel = NULL;
+        if (watching) {
+                close(w.stop_fd[1]);
+                pthread_join(t, NULL);
+                close(w.stop_fd[0]);
+        }
+        if (r < 0 && kiln_cancel_is_set(cancel))
+                return kiln_error_set(err, ECANCELED, "the client dropped the build of '%s'",
+                                      drv_path);
         uint64_t stop = (uint64_t)time(NULL);
         if (r < 0)
                 fprintf(stderr, "error: %s\n", e->msg);

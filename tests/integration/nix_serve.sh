@@ -178,4 +178,34 @@ nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 --check \
         --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
         "${nixargs[@]}" -A hello "$fixture" >/dev/null 2>"$T/again.err" ||
         { tail -5 "$T/again.err" >&2; fail "a build after the failures did not work"; }
+# A client that drops its build: kiln cancels it and records nothing.
+cat >"$T/slow.nix" <<NIX
+{ salt }: derivation {
+  name = "slow"; system = builtins.currentSystem; builder = "\${builtins.path { path = $T/bb; name = "bb"; }}/busybox";
+  args = [ "sh" "-c" "echo \$salt; echo slow-started; sleep 60; echo done > \$out" ]; inherit salt;
+}
+NIX
+setsid nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        --argstr salt "$salt" "$T/slow.nix" >/dev/null 2>"$T/slow.err" &
+slow_pid=$!
+i=0
+until grep -q "slow-started" "$T/serve.log"; do
+        i=$((i + 1))
+        [ $i -lt 300 ] || { cat "$T/slow.err" >&2; fail "the slow build did not start on kiln"; }
+        sleep 0.1
+done
+kill -KILL -- "-$slow_pid"
+wait "$slow_pid" 2>/dev/null || true
+i=0
+until grep -q "the client hung up, cancelling the build" "$T/serve.log"; do
+        i=$((i + 1))
+        [ $i -lt 200 ] || { tail -5 "$T/serve.log" >&2; fail "kiln did not cancel the dropped build"; }
+        sleep 0.1
+done
+slow_drv=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt" "$T/slow.nix" 2>/dev/null)
+slow_out=$(nix-store --store "$local" -q --outputs "$slow_drv")
+sleep 1
+KILN_HOME=$khome kiln nix path-info "$slow_out" >/dev/null 2>&1 && fail "kiln recorded the dropped $slow_out"
+
 echo "ok: $n outputs offloaded to kiln match local nix-build ($nbuilt built by kiln)"
