@@ -326,6 +326,223 @@ static int add_to_store_nar(struct serve *s, struct kiln_error **err)
         return 0;
 }
 
+/* The NAR of an export archive has no length in front: this source reads it
+ * from the connection token by token, following just enough of its
+ * grammar (parentheses, and which strings are values) to stop right after
+ * the NAR's last byte. The NAR reader checks everything else. */
+struct framed_source {
+        struct kiln_nix_conn *c;
+        int depth;       /* open parentheses */
+        bool started;    /* the first "(" seen */
+        bool value_next; /* the next string is a value, not a token */
+        bool done;
+        /* the string being passed on */
+        uint8_t len_bytes[8];
+        unsigned len_have;
+        uint64_t left; /* bytes of body and padding still to pass on */
+        uint64_t body_len;
+        char tok[16];
+        unsigned tok_len;
+};
+
+static void framed_token(struct framed_source *f)
+{
+        bool is_value = f->value_next;
+        f->value_next = false;
+        if (is_value || f->body_len > sizeof(f->tok))
+                return;
+        const char *t = f->tok;
+        size_t n = f->tok_len;
+#define TOK(s) (n == sizeof(s) - 1 && !memcmp(t, s, n))
+        if (TOK("(")) {
+                f->depth++;
+                f->started = true;
+        } else if (TOK(")")) {
+                if (--f->depth <= 0 && f->started)
+                        f->done = true;
+        } else if (TOK("type") || TOK("contents") || TOK("target") || TOK("name") ||
+                   TOK("executable")) {
+                f->value_next = true;
+        }
+#undef TOK
+}
+
+static ssize_t framed_read(void *ctx, void *buf, size_t n, struct kiln_error **err)
+{
+        struct framed_source *f = ctx;
+        uint8_t *out = buf;
+        size_t got = 0;
+        while (got < n && !f->done) {
+                int r;
+                if (f->len_have < 8) {
+                        r = kiln_nix_read_raw(f->c, &f->len_bytes[f->len_have], 1, err);
+                        if (r < 0)
+                                return r;
+                        out[got++] = f->len_bytes[f->len_have++];
+                        if (f->len_have == 8) {
+                                uint64_t len = 0;
+                                for (int i = 7; i >= 0; i--)
+                                        len = len << 8 | f->len_bytes[i];
+                                if (len > (1ull << 62))
+                                        return kiln_error_set(err, EINVAL,
+                                                              "invalid NAR in export archive");
+                                f->body_len = len;
+                                f->left = len + (-len & 7);
+                                f->tok_len = 0;
+                                if (!f->left) {
+                                        f->len_have = 0;
+                                        framed_token(f);
+                                }
+                        }
+                        continue;
+                }
+                size_t k = (size_t)KILN_MIN((uint64_t)(n - got), f->left);
+                r = kiln_nix_read_raw(f->c, out + got, k, err);
+                if (r < 0)
+                        return r;
+                uint64_t pos = f->body_len + (-f->body_len & 7) - f->left;
+                for (size_t i = 0; i < k; i++, pos++)
+                        if (pos < f->body_len && f->tok_len < sizeof(f->tok))
+                                f->tok[f->tok_len++] = (char)out[got + i];
+                got += k;
+                f->left -= k;
+                if (!f->left) {
+                        f->len_have = 0;
+                        framed_token(f);
+                }
+        }
+        return (ssize_t)got;
+}
+
+#define EXPORT_MAGIC 0x4558494eu
+
+/* Records one path whose NAR is already in castore as node. */
+static int record_path(struct serve *s, const char *path, struct kiln_strv *refs,
+                       const char *deriver, const char *ca, struct kiln_node *node,
+                       const struct kiln_nix_nar_info *nar, struct kiln_error **err)
+{
+        const char *base = strrchr(path, '/') + 1;
+        kiln_node_set_name(node, base, strlen(base));
+        if (refs->n)
+                qsort(refs->v, refs->n, sizeof(char *), cmp_str);
+        struct kiln_nix_pathinfo rec = {
+            .path = (char *)path,
+            .node = *node,
+            .nar_hash = nar->hash,
+            .nar_size = nar->size,
+            .references = *refs,
+            .deriver = deriver && *deriver ? (char *)deriver : NULL,
+            .ca = ca && *ca ? (char *)ca : NULL,
+        };
+        return kiln_nix_pathinfo_put(s->o.pathinfo, &rec, err);
+}
+
+/* Each reference other than the path itself must be held already. */
+static int check_refs(struct serve *s, const char *path, const struct kiln_strv *refs,
+                      struct kiln_error **err)
+{
+        struct kiln_nix_store_path sp;
+        int r = 0;
+        for (size_t i = 0; r == 0 && i < refs->n; i++) {
+                r = kiln_nix_store_path_parse(refs->v[i], strlen(refs->v[i]), &sp, err);
+                bool ok = true;
+                if (r == 0 && strcmp(refs->v[i], path))
+                        r = valid_path(s, refs->v[i], &ok, err);
+                if (r == 0 && !ok)
+                        r = kiln_error_set(err, EINVAL,
+                                           "cannot add path '%s' because it lacks a valid "
+                                           "reference '%s'",
+                                           path, refs->v[i]);
+        }
+        return r;
+}
+
+/* `nix-store --export` archives: {1 NAR EXPORT_MAGIC path refs deriver 0} 0. */
+static int import_paths(struct serve *s, struct kiln_error **err)
+{
+        if (!s->write)
+                return kiln_error_set(err, EPERM, "importing paths is not allowed");
+        for (;;) {
+                uint64_t more, magic, sig;
+                int r = kiln_nix_read_u64(&s->c, &more, err);
+                if (r < 0)
+                        return r;
+                if (more == 0)
+                        break;
+                if (more != 1)
+                        return kiln_error_set(err, EINVAL,
+                                              "input doesn't look like something "
+                                              "created by 'nix-store --export'");
+                struct framed_source f = {.c = &s->c};
+                struct kiln_nix_nar_source src = {.read = framed_read, .ctx = &f};
+                struct kiln_node node = {0};
+                struct kiln_nix_nar_info nar;
+                r = kiln_nix_nar_import(s->o.blobs, s->o.dirs, &src, &node, &nar, err);
+                if (r < 0)
+                        return kiln_error_prefix(err, r, "import paths");
+                _cleanup_free_ char *path = NULL, *deriver = NULL, *sigstr = NULL;
+                _cleanup_(kiln_strv_done) struct kiln_strv refs = {0};
+                struct kiln_nix_store_path sp;
+                r = kiln_nix_read_u64(&s->c, &magic, err);
+                if (r == 0 && magic != EXPORT_MAGIC)
+                        r = kiln_error_set(err, EINVAL,
+                                           "Nix archive cannot be imported; wrong format");
+                if (r == 0)
+                        r = kiln_nix_read_string(&s->c, STRING_PATH, &path, NULL, err);
+                if (r == 0)
+                        r = kiln_nix_read_strings(&s->c, MAX_PATHS, STRING_PATH, &refs, err);
+                if (r == 0)
+                        r = kiln_nix_read_string(&s->c, STRING_PATH, &deriver, NULL, err);
+                if (r == 0)
+                        r = kiln_nix_read_u64(&s->c, &sig, err);
+                if (r == 0 && sig == 1)
+                        r = kiln_nix_read_string(&s->c, 4096, &sigstr, NULL, err);
+                if (r == 0)
+                        r = kiln_nix_store_path_parse(path, strlen(path), &sp, err);
+                if (r == 0 && *deriver)
+                        r = kiln_nix_store_path_parse(deriver, strlen(deriver), &sp, err);
+                if (r == 0)
+                        r = check_refs(s, path, &refs, err);
+                if (r == 0)
+                        r = record_path(s, path, &refs, deriver, NULL, &node, &nar, err);
+                kiln_node_done(&node);
+                if (r < 0)
+                        return path ? kiln_error_prefix(err, r, "import '%s'", path) : r;
+        }
+        kiln_nix_write_u64(&s->c, 1);
+        return 0;
+}
+
+/* The same archive for paths kiln holds, in the order given. */
+static int export_paths(struct serve *s, struct kiln_error **err)
+{
+        uint64_t obsolete;
+        _cleanup_(kiln_strv_done) struct kiln_strv paths = {0};
+        int r = kiln_nix_read_u64(&s->c, &obsolete, err);
+        if (r == 0)
+                r = kiln_nix_read_strings(&s->c, MAX_PATHS, STRING_PATH, &paths, err);
+        for (size_t i = 0; r == 0 && i < paths.n; i++) {
+                struct kiln_nix_pathinfo pi;
+                r = get_held(s, paths.v[i], &pi, err);
+                if (r < 0)
+                        break;
+                kiln_nix_write_u64(&s->c, 1);
+                struct kiln_nix_nar_sink sink = {.write = conn_sink_write, .ctx = &s->c};
+                r = kiln_nix_nar_dump_node(s->o.blobs, s->o.dirs, &pi.node, &sink, NULL, err);
+                if (r == 0) {
+                        kiln_nix_write_u64(&s->c, EXPORT_MAGIC);
+                        kiln_nix_write_string(&s->c, pi.path);
+                        write_strv(s, &pi.references);
+                        kiln_nix_write_string(&s->c, pi.deriver ? pi.deriver : "");
+                        kiln_nix_write_u64(&s->c, 0);
+                }
+                kiln_nix_pathinfo_done(&pi);
+        }
+        if (r == 0)
+                kiln_nix_write_u64(&s->c, 0);
+        return r;
+}
+
 /* The settings a build command carries (getBuildSettings). */
 static int read_build_settings(struct serve *s, struct kiln_error **err)
 {
@@ -615,11 +832,10 @@ static int serve_loop(struct serve *s, struct kiln_error **err)
                         r = build_paths(s, err);
                         break;
                 case CMD_IMPORT_PATHS:
+                        r = import_paths(s, err);
+                        break;
                 case CMD_EXPORT_PATHS:
-                        r = kiln_error_set(err, ENOTSUP,
-                                           "serve command %" PRIu64 " (import/export of path "
-                                           "archives) is not supported by kiln yet",
-                                           cmd);
+                        r = export_paths(s, err);
                         break;
                 default:
                         r = kiln_error_set(err, EPROTO, "unknown serve command %" PRIu64, cmd);

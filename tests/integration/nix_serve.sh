@@ -125,6 +125,28 @@ add_msg "$p2" "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >"$T/
         { cat "$T/good.err" >&2; fail "a NAR with the right hash was refused"; }
 KILN_HOME=$khome kiln nix path-info "$p2" >/dev/null || fail "$p2 was not recorded"
 
+# ImportPaths and ExportPaths: the `nix-store --export` archive both ways.
+hs() { printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0'; }
+direct=$(nix-store --store "$local" --add "$T/direct")
+{ hs; printf '\x04\0\0\0\0\0\0\0'; nix-store --store "$local" --export "$src" "$direct"; } |
+        "$KILN_BIN" nix serve --write --home "$T/imphome" >/dev/null 2>"$T/imp.err" ||
+        { cat "$T/imp.err" >&2; fail "ImportPaths of nix-store --export failed"; }
+KILN_HOME=$T/imphome kiln nix path-info --json "$src" >"$T/imp.json" || fail "ImportPaths did not record $src"
+KILN_HOME=$T/imphome kiln nix path-info "$direct" >/dev/null ||
+        fail "ImportPaths did not record the second path"
+grep -q "$(nix-store --store "$local" -q --hash "$src" | cut -d: -f2)" "$T/imp.json" ||
+        grep -q "$(nix-store --store "$local" -q --hash "$src")" "$T/imp.json" ||
+        { cat "$T/imp.json" >&2; fail "ImportPaths recorded another NAR hash"; }
+{ hs; $PY -c 'import struct,sys
+p=sys.argv[1].encode()
+sys.stdout.buffer.write(struct.pack("<QQQQ",5,0,1,len(p))+p+b"\0"*(-len(p)%8))' "$src"; } |
+        "$KILN_BIN" nix serve --home "$T/imphome" 2>"$T/exp.err" | tail -c +17 >"$T/export" ||
+        { cat "$T/exp.err" >&2; fail "ExportPaths failed"; }
+nix-store --store "$T/impstore" --option build-users-group '' --import <"$T/export" >/dev/null 2>"$T/imp2.err" ||
+        { cat "$T/imp2.err" >&2; fail "nix-store --import of kiln's export failed"; }
+[ "$(nix-store --store "$T/impstore" -q --hash "$src")" = "$(nix-store --store "$local" -q --hash "$src")" ] ||
+        fail "kiln's export gave another NAR"
+
 # --- the build hook: everything offloaded to kiln ---
 good=(hello multi chain1 chain2 chain3 selfref symlinks exec emptydirs oddnames passfile
         structured environment sandboxview withsrc usesdev uselib big placeholders diamond
