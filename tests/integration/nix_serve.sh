@@ -125,6 +125,17 @@ add_msg "$p2" "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >"$T/
         { cat "$T/good.err" >&2; fail "a NAR with the right hash was refused"; }
 KILN_HOME=$khome kiln nix path-info "$p2" >/dev/null || fail "$p2 was not recorded"
 
+# A connection that ends mid-NAR: refused, nothing recorded, the next add works.
+p3=/nix/store/00000000000000000000000000000000-direct-cut
+full=$(add_msg "$p3" "$good_hash" | wc -c)
+add_msg "$p3" "$good_hash" | head -c $((full - 24)) |
+        "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/cut.err" &&
+        fail "a NAR cut short was accepted"
+grep -q "closed the connection\|truncated" "$T/cut.err" || { cat "$T/cut.err" >&2; fail "no message for a NAR cut short"; }
+KILN_HOME=$khome kiln nix path-info "$p3" >/dev/null 2>&1 && fail "$p3 was recorded from a NAR cut short"
+add_msg "$p3" "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/cut.err" ||
+        { cat "$T/cut.err" >&2; fail "the add after a cut connection failed"; }
+
 # ImportPaths and ExportPaths: the `nix-store --export` archive both ways.
 hs() { printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0'; }
 direct=$(nix-store --store "$local" --add "$T/direct")
