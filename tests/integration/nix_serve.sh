@@ -241,4 +241,25 @@ slow_out=$(nix-store --store "$local" -q --outputs "$slow_drv")
 sleep 1
 KILN_HOME=$khome kiln nix path-info "$slow_out" >/dev/null 2>&1 && fail "kiln recorded the dropped $slow_out"
 
+# Four Nix clients at once, each its own store and session.
+pids=()
+for c in 1 2 3 4; do
+        nix-build --store "$T/client$c" "${common[@]}" --no-out-link --max-jobs 0 \
+                --builders "$remote x86_64-linux - 1 1 $features" \
+                --option builders-use-substitutes false --argstr salt "$salt-client$c" \
+                --argstr recHash "$rec_hash" --arg bbDir "$T/bb" -A chain3 -A multi -A hello \
+                "$fixture" >"$T/client$c.out" 2>"$T/client$c.err" &
+        pids+=($!)
+done
+for c in 1 2 3 4; do
+        wait "${pids[$((c - 1))]}" || { tail -10 "$T/client$c.err" >&2; fail "client $c failed"; }
+done
+for c in 1 2 3 4; do
+        for o in $(cat "$T/client$c.out"); do
+                nix-store --store "$T/client$c" --verify-path "$o" 2>/dev/null ||
+                        fail "client $c: $o is not valid"
+        done
+        [ "$(wc -l <"$T/client$c.out")" -ge 3 ] || fail "client $c got $(wc -l <"$T/client$c.out") outputs"
+done
+
 echo "ok: $n outputs offloaded to kiln match local nix-build ($nbuilt built by kiln)"
