@@ -61,6 +61,7 @@ done
 khome=$T/builder
 cat >"$T/kiln-serve" <<W
 #!/bin/sh
+echo \$\$ >>"$T/serve.pids"
 exec "$KILN_BIN" nix serve --home "$khome" "\$@" 2>>"$T/serve.log"
 W
 chmod 755 "$T/kiln-serve"
@@ -240,6 +241,32 @@ slow_drv=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt"
 slow_out=$(nix-store --store "$local" -q --outputs "$slow_drv")
 sleep 1
 KILN_HOME=$khome kiln nix path-info "$slow_out" >/dev/null 2>&1 && fail "kiln recorded the dropped $slow_out"
+
+# A kiln nix serve killed mid-build: Nix reports a failure, kiln's store
+# holds nothing of the build, and the next build works.
+: >"$T/serve.pids"
+nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        --argstr salt "$salt-killed" "$T/slow.nix" >/dev/null 2>"$T/killed.err" &
+killed_client=$!
+i=0
+until [ "$(grep -c slow-started "$T/serve.log")" -ge 2 ]; do
+        i=$((i + 1))
+        [ $i -lt 300 ] || { cat "$T/killed.err" >&2; fail "the second slow build did not start on kiln"; }
+        sleep 0.1
+done
+for p in $(cat "$T/serve.pids"); do
+        [ "$(cat /proc/$p/comm 2>/dev/null)" = "kiln-core" ] || [ "$(cat /proc/$p/comm 2>/dev/null)" = "kiln" ] &&
+                kill -KILL "$p" 2>/dev/null || true
+done
+wait "$killed_client" && fail "nix-build succeeded although kiln nix serve was killed"
+killed_drv=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt-killed" "$T/slow.nix" 2>/dev/null)
+killed_out=$(nix-store --store "$local" -q --outputs "$killed_drv")
+KILN_HOME=$khome kiln nix path-info "$killed_out" >/dev/null 2>&1 && fail "kiln recorded $killed_out"
+nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 --check \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        "${nixargs[@]}" -A chain1 "$fixture" >/dev/null 2>"$T/again.err" ||
+        { tail -5 "$T/again.err" >&2; fail "a build after killing kiln nix serve did not work"; }
 
 # Four Nix clients at once, each its own store and session.
 pids=()
