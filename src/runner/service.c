@@ -293,26 +293,26 @@ static int build_failed(struct runner_build *b, int status, struct kiln_error **
         /* The sandbox reports its own failures apart from the build's output. */
         _cleanup_free_ char *setup = b->svc->backend->setup_failure(b, what);
         if (setup)
-                return kiln_error_set(err, EIO, "%s", setup);
+                return kiln_error_set_lines(err, EIO, "%s", setup);
         _cleanup_free_ char *tails = output_tails(b);
         bool killed = WIFSIGNALED(status) ? WTERMSIG(status) == SIGKILL
                                           : WEXITSTATUS(status) == 128 + SIGKILL;
         if (b->svc->cfg.pids_max && runner_cgroup_pids_hit(&b->cgroup))
-                return kiln_error_set(err, EIO,
+                return kiln_error_set_lines(err, EIO,
                                       "build reached its process limit (pids-max %llu): the "
                                       "build command %s%s",
                                       (unsigned long long)b->svc->cfg.pids_max, what, tails);
         if (runner_cgroup_oom(&b->cgroup) && (killed || b->cgroup.cg->mode == RUNNER_CG_V2))
-                return kiln_error_set(err, EIO,
+                return kiln_error_set_lines(err, EIO,
                                       "build ran out of memory (memory-max %llu bytes) and a "
                                       "process of it was killed: the build command %s%s",
                                       (unsigned long long)b->svc->cfg.memory_max, what, tails);
         if (scratch_full(b))
-                return kiln_error_set(err, EIO,
+                return kiln_error_set_lines(err, EIO,
                                       "build failed with its scratch space full (scratch-size "
                                       "%llu bytes): the build command %s%s",
                                       (unsigned long long)b->svc->cfg.scratch_size, what, tails);
-        return kiln_error_set(err, EIO, "build command %s%s", what, tails);
+        return kiln_error_set_lines(err, EIO, "build command %s%s", what, tails);
 }
 
 /* A limit ended the build: it is killed, and the message names the limit. */
@@ -333,14 +333,14 @@ static int build_stopped(struct runner_build *b, enum runner_stop why, struct ki
                                       "(max-silent-time)%s",
                                       b->watch.max_silent, tails);
         case RUNNER_LOG_FULL:
-                return kiln_error_set(err, EIO,
+                return kiln_error_set_lines(err, EIO,
                                       "build log exceeded %llu bytes and the build was killed "
                                       "(max-log-size)%s",
                                       (unsigned long long)b->watch.max_log, tails);
         case RUNNER_CANCELLED:
                 return kiln_error_set(err, ECANCELED, "build cancelled and killed");
         case RUNNER_PIDS:
-                return kiln_error_set(err, EIO,
+                return kiln_error_set_lines(err, EIO,
                                       "build reached its process limit (pids-max %llu) and was "
                                       "killed%s",
                                       (unsigned long long)cfg->pids_max, tails);

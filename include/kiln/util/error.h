@@ -15,8 +15,9 @@ struct kiln_error {
 KILN_PUBLIC int kiln_error_set(struct kiln_error **err, int code, const char *fmt, ...)
         _printf_(3, 4);
 /* Messages are one line: control characters in them (from quoted input)
- * are written as \xNN. kiln_error_set_lines keeps line breaks, for the few
- * fixed multi-line texts Nix users know (a fixed-output hash mismatch). */
+ * are written as \xNN. kiln_error_set_lines keeps line breaks and tabs, for
+ * messages made of lines: Nix's fixed-output hash mismatch, the last lines
+ * of a failed build's output. */
 KILN_PUBLIC int kiln_error_set_lines(struct kiln_error **err, int code, const char *fmt, ...)
         _printf_(3, 4);
 /* Like kiln_error_set, appending ": strerror(code)" to the message. */

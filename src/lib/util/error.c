@@ -5,20 +5,26 @@
 #include <kiln/util/error.h>
 
 /* Messages quote what they were given, which may be anything: control
- * characters are written as \xNN so that a message stays one line. Takes
- * msg over and returns the message to keep. */
-static char *one_line(char *msg)
+ * characters are written as \xNN so that a message stays one line (with
+ * `lines`, line breaks and tabs stay). Takes msg over and returns the
+ * message to keep. */
+static bool escaped(unsigned char c, bool lines)
+{
+        return (c < 0x20 || c == 0x7f) && !(lines && (c == '\n' || c == '\t'));
+}
+
+static char *clean(char *msg, bool lines)
 {
         static const char hex[] = "0123456789abcdef";
         size_t n = 0, len = 0;
         for (; msg[len]; len++)
-                n += (unsigned char)msg[len] < 0x20 || msg[len] == 0x7f;
+                n += escaped((unsigned char)msg[len], lines);
         if (!n)
                 return msg;
         char *out = kiln_malloc(len + 3 * n + 1), *o = out;
         for (const char *p = msg; *p; p++) {
                 unsigned char c = (unsigned char)*p;
-                if (c < 0x20 || c == 0x7f) {
+                if (escaped(c, lines)) {
                         *o++ = '\\';
                         *o++ = 'x';
                         *o++ = hex[c >> 4];
@@ -47,8 +53,7 @@ static int set_v(struct kiln_error **err, int code, bool with_errno, bool lines,
                 free(msg);
                 msg = full;
         }
-        if (!lines)
-                msg = one_line(msg);
+        msg = clean(msg, lines);
         kiln_error_free(*err);
         *err = kiln_malloc(sizeof(**err));
         (*err)->code = code;
@@ -93,7 +98,7 @@ int kiln_error_prefix(struct kiln_error **err, int r, const char *fmt, ...)
         if (vasprintf(&prefix, fmt, ap) < 0)
                 abort();
         va_end(ap);
-        prefix = one_line(prefix);
+        prefix = clean(prefix, false);
         char *msg = kiln_asprintf("%s: %s", prefix, kiln_error_msg(*err));
         free(prefix);
         free((*err)->msg);
