@@ -190,30 +190,21 @@ static int cmp_str(const void *a, const void *b)
 static int query_closure(struct serve *s, struct kiln_error **err)
 {
         uint64_t include_outputs;
-        _cleanup_(kiln_strv_done) struct kiln_strv todo = {0}, seen = {0};
+        _cleanup_(kiln_strv_done) struct kiln_strv roots = {0}, closure = {0};
         int r = kiln_nix_read_u64(&s->c, &include_outputs, err);
         if (r == 0)
-                r = kiln_nix_read_strings(&s->c, MAX_PATHS, STRING_PATH, &todo, err);
-        for (size_t i = 0; r == 0 && i < todo.n; i++) {
-                bool dup = false;
-                for (size_t k = 0; k < seen.n && !dup; k++)
-                        dup = !strcmp(seen.v[k], todo.v[i]);
-                if (dup)
-                        continue;
-                struct kiln_nix_pathinfo pi;
-                r = get_held(s, todo.v[i], &pi, err);
-                if (r < 0)
-                        break;
-                kiln_strv_push(&seen, todo.v[i]);
-                for (size_t k = 0; k < pi.references.n; k++)
-                        kiln_strv_push(&todo, pi.references.v[k]);
-                kiln_nix_pathinfo_done(&pi);
+                r = kiln_nix_read_strings(&s->c, MAX_PATHS, STRING_PATH, &roots, err);
+        for (size_t i = 0; r == 0 && i < roots.n; i++) {
+                struct kiln_nix_store_path sp;
+                r = kiln_nix_store_path_parse(roots.v[i], strlen(roots.v[i]), &sp, err);
         }
+        if (r == 0)
+                r = kiln_nix_pathinfo_closure(s->o.pathinfo, &roots, &closure, err);
         if (r < 0)
                 return r;
-        if (seen.n)
-                qsort(seen.v, seen.n, sizeof(char *), cmp_str);
-        write_strv(s, &seen);
+        if (closure.n)
+                qsort(closure.v, closure.n, sizeof(char *), cmp_str);
+        write_strv(s, &closure);
         return 0;
 }
 

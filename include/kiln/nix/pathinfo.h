@@ -41,6 +41,12 @@ DEFINE_CLEANUP_FUNC(struct kiln_nix_pathinfo_store, kiln_nix_pathinfo_store_clos
 /* 1 and *ret filled, or 0 when the store has no record of path. */
 KILN_PUBLIC int kiln_nix_pathinfo_get(struct kiln_nix_pathinfo_store *s, const char *path,
                                       struct kiln_nix_pathinfo *ret, struct kiln_error **err);
+/* The closure of roots under the references the store records, in the order
+ * found (roots first); -ENOENT "path '…' is not valid" for a path it has no
+ * record of. */
+KILN_PUBLIC int kiln_nix_pathinfo_closure(struct kiln_nix_pathinfo_store *s,
+                                          const struct kiln_strv *roots, struct kiln_strv *ret,
+                                          struct kiln_error **err);
 /* Stores (or replaces) the record of p->path, durably. */
 KILN_PUBLIC int kiln_nix_pathinfo_put(struct kiln_nix_pathinfo_store *s,
                                       const struct kiln_nix_pathinfo *p, struct kiln_error **err);

@@ -388,3 +388,34 @@ int kiln_nix_pathinfo_list(struct kiln_nix_pathinfo_store *s,
                 return r;
         return rc == MDB_NOTFOUND ? 0 : lmdb_fail(err, rc, "list");
 }
+
+int kiln_nix_pathinfo_closure(struct kiln_nix_pathinfo_store *s, const struct kiln_strv *roots,
+                              struct kiln_strv *ret, struct kiln_error **err)
+{
+        _cleanup_(kiln_strv_done) struct kiln_strv todo = {0}, seen = {0};
+        int r = 0;
+        for (size_t i = 0; i < roots->n; i++)
+                kiln_strv_push(&todo, roots->v[i]);
+        for (size_t i = 0; r >= 0 && i < todo.n; i++) {
+                bool dup = false;
+                for (size_t k = 0; k < seen.n && !dup; k++)
+                        dup = !strcmp(seen.v[k], todo.v[i]);
+                if (dup)
+                        continue;
+                struct kiln_nix_pathinfo pi;
+                r = kiln_nix_pathinfo_get(s, todo.v[i], &pi, err);
+                if (r == 0)
+                        r = kiln_error_set(err, ENOENT, "path '%s' is not valid", todo.v[i]);
+                if (r < 0)
+                        break;
+                kiln_strv_push(&seen, todo.v[i]);
+                for (size_t k = 0; k < pi.references.n; k++)
+                        kiln_strv_push(&todo, pi.references.v[k]);
+                kiln_nix_pathinfo_done(&pi);
+        }
+        if (r < 0)
+                return r;
+        *ret = seen;
+        seen = (struct kiln_strv){0};
+        return 0;
+}

@@ -15,6 +15,8 @@
 int nixbuild_closure(struct nixbuild *nb, const struct kiln_strv *roots, struct kiln_strv *ret,
                      struct kiln_error **err)
 {
+        if (!nb->daemon) /* inputs come from the PathInfo store alone */
+                return kiln_nix_pathinfo_closure(nb->o->pathinfo, roots, ret, err);
         struct kiln_strv todo = {0}, seen = {0};
         int r = 0;
         for (size_t i = 0; i < roots->n; i++)
@@ -26,20 +28,6 @@ int nixbuild_closure(struct nixbuild *nb, const struct kiln_strv *roots, struct 
                 if (dup)
                         continue;
                 kiln_strv_push(&seen, todo.v[i]);
-                if (!nb->daemon) {
-                        struct kiln_nix_pathinfo pi;
-                        r = kiln_nix_pathinfo_get(nb->o->pathinfo, todo.v[i], &pi, err);
-                        if (r == 0)
-                                r = kiln_error_set(err, ENOENT, "path '%s' is not valid",
-                                                   todo.v[i]);
-                        if (r < 0)
-                                break;
-                        r = 0;
-                        for (size_t k = 0; k < pi.references.n; k++)
-                                kiln_strv_push(&todo, pi.references.v[k]);
-                        kiln_nix_pathinfo_done(&pi);
-                        continue;
-                }
                 struct kiln_nix_path_info info;
                 pthread_mutex_lock(&nb->daemon_lock);
                 r = kiln_nix_daemon_query_path_info(nb->daemon, todo.v[i], &info, err);
