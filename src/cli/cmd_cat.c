@@ -19,12 +19,13 @@ static int cat_one(struct kiln_blob_service *blobs, const char *arg, uint8_t *bu
         if (r == 0)
                 return kiln_error_set(err, ENOENT, "blob %s not found", KILN_DIGEST_B64(&d));
         for (;;) {
-                ssize_t n = kiln_blob_reader_read(rd, buf, size, err);
+                const void *p;
+                ssize_t n = kiln_blob_reader_read_view(rd, buf, size, &p, err);
                 if (n < 0)
                         return (int)n;
                 if (n == 0)
                         return 0;
-                r = kiln_write_all(STDOUT_FILENO, buf, (size_t)n);
+                r = kiln_write_all(STDOUT_FILENO, p, (size_t)n);
                 if (r < 0)
                         return kiln_error_errno(err, -r, "write to stdout");
         }

@@ -9,6 +9,10 @@
 
 struct kiln_blob_reader_ops {
         ssize_t (*read)(struct kiln_blob_reader *r, void *buf, size_t n, struct kiln_error **err);
+        /* Optional: like read, handing out the reader's own memory in *ret
+         * (valid until its next call) instead of copying. */
+        ssize_t (*read_view)(struct kiln_blob_reader *r, size_t n, const void **ret,
+                             struct kiln_error **err);
         /* Absolute target already range-checked by the front end (0..size). */
         int (*seek)(struct kiln_blob_reader *r, uint64_t pos, struct kiln_error **err);
         void (*free)(struct kiln_blob_reader *r);

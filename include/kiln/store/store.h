@@ -62,6 +62,10 @@ KILN_PUBLIC int kiln_blob_chunks(struct kiln_blob_service *s, const struct kiln_
 /* Reads up to n bytes; returns the count, 0 at the end, or < 0. */
 KILN_PUBLIC ssize_t kiln_blob_reader_read(struct kiln_blob_reader *r, void *buf, size_t n,
                                           struct kiln_error **err);
+/* The same, without a copy where the reader holds the bytes already: *ret
+ * points at them (at buf, or into the reader, valid until its next call). */
+KILN_PUBLIC ssize_t kiln_blob_reader_read_view(struct kiln_blob_reader *r, void *buf, size_t n,
+                                               const void **ret, struct kiln_error **err);
 /* Seeks (SEEK_SET, SEEK_CUR, SEEK_END) as lseek does; *ret_pos (may be NULL)
  * gets the new position. -EINVAL "seeked beyond EOF" or "over/underflow while
  * seeking". */

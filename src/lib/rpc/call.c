@@ -169,7 +169,7 @@ int rpc_call_recv_md(struct rpc_call *c, struct kiln_error **err)
         return ok ? 0 : dead(c, "receive", err);
 }
 
-int rpc_call_recv(struct rpc_call *c, struct kiln_buf *ret, struct kiln_error **err)
+int rpc_call_recv_bb(struct rpc_call *c, grpc_byte_buffer **ret, struct kiln_error **err)
 {
         if (c->ended)
                 return 0;
@@ -182,8 +182,7 @@ int rpc_call_recv(struct rpc_call *c, struct kiln_buf *ret, struct kiln_error **
                 return dead(c, "receive", err);
         bool ok = wait_tag(c, &c->tag_recv);
         if (ok && c->recv_bb) {
-                kiln_rpc_bb_read(c->recv_bb, ret);
-                grpc_byte_buffer_destroy(c->recv_bb);
+                *ret = c->recv_bb;
                 c->recv_bb = NULL;
                 return 1;
         }
@@ -194,6 +193,17 @@ int rpc_call_recv(struct rpc_call *c, struct kiln_buf *ret, struct kiln_error **
         if (!ok)
                 return dead(c, "receive", err);
         return 0;
+}
+
+int rpc_call_recv(struct rpc_call *c, struct kiln_buf *ret, struct kiln_error **err)
+{
+        grpc_byte_buffer *bb;
+        int r = rpc_call_recv_bb(c, &bb, err);
+        if (r > 0) {
+                kiln_rpc_bb_read(bb, ret);
+                grpc_byte_buffer_destroy(bb);
+        }
+        return r;
 }
 
 void rpc_call_done(struct rpc_call *c)

@@ -57,6 +57,9 @@ int rpc_call_recv_md(struct rpc_call *c, struct kiln_error **err);
  * the end of the stream with an OK status; a non-OK status is returned as
  * its mapped -errno with the server's message. */
 int rpc_call_recv(struct rpc_call *c, struct kiln_buf *ret, struct kiln_error **err);
+/* The same, handing over the message itself (no copy): *ret is the caller's
+ * to grpc_byte_buffer_destroy(). */
+int rpc_call_recv_bb(struct rpc_call *c, grpc_byte_buffer **ret, struct kiln_error **err);
 /* Waits for the status: 0 when OK, else its mapped -errno with a message
  * "<Service>/<Method> on <url>: <details>". */
 int rpc_call_finish(struct rpc_call *c, struct kiln_error **err);

@@ -79,6 +79,21 @@ ssize_t kiln_blob_reader_read(struct kiln_blob_reader *r, void *buf, size_t n,
         return got;
 }
 
+ssize_t kiln_blob_reader_read_view(struct kiln_blob_reader *r, void *buf, size_t n,
+                                   const void **ret, struct kiln_error **err)
+{
+        if (!r->ops->read_view) {
+                *ret = buf;
+                return kiln_blob_reader_read(r, buf, n, err);
+        }
+        if (n == 0 || r->pos >= r->size)
+                return 0;
+        ssize_t got = r->ops->read_view(r, n, ret, err);
+        if (got > 0)
+                r->pos += (uint64_t)got;
+        return got;
+}
+
 int kiln_blob_reader_seek(struct kiln_blob_reader *r, int64_t offset, int whence,
                           uint64_t *ret_pos, struct kiln_error **err)
 {

@@ -22,6 +22,7 @@
  * writers own their call and are used by one thread at a time. */
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include <kiln/blake3/blake3.h>
 
@@ -132,11 +133,56 @@ static int start_read(struct grpc_blob_service *g, const struct kiln_digest *d,
 
 /* --- streamed reader (blobs without a finer chunk list) --- */
 
+/* A received message, kept as gRPC delivered it: its payload is the list of
+ * pieces of the message's slices (or of `copy`, for an encoding whose header
+ * spans slices), so no byte is copied before it goes to the caller. */
+struct msg {
+        grpc_byte_buffer *bb;
+        struct kiln_buf copy;
+        struct iovec *seg;
+        size_t nseg, cap;
+        size_t len;
+};
+
+static void msg_clear(struct msg *m)
+{
+        if (m->bb)
+                grpc_byte_buffer_destroy(m->bb);
+        m->bb = NULL;
+        m->nseg = m->len = 0;
+}
+
+static void msg_done(struct msg *m)
+{
+        msg_clear(m);
+        kiln_buf_done(&m->copy);
+        free(m->seg);
+}
+
+static int msg_add(void *ud, const uint8_t *p, size_t n, struct kiln_error **err)
+{
+        (void)err;
+        struct msg *m = ud;
+        if (m->nseg == m->cap) {
+                m->cap = m->cap ? 2 * m->cap : 32;
+                m->seg = kiln_reallocarray(m->seg, m->cap, sizeof(*m->seg));
+        }
+        m->seg[m->nseg++] = (struct iovec){(void *)p, n};
+        m->len += n;
+        return 0;
+}
+
+static void msg_hash(struct kiln_blake3 *h, const struct msg *m)
+{
+        for (size_t i = 0; i < m->nseg; i++)
+                kiln_blake3_update(h, m->seg[i].iov_base, m->seg[i].iov_len);
+}
+
 /* Hashing beside the reading: once a stream has brought ASYNC_AFTER bytes,
  * its messages are hashed on a thread of its own while the caller consumes
  * them, so verification costs no time on the reading path. Received
- * messages live in a ring of RING reused buffers; a buffer is received into
- * again only once the hasher is done with it. */
+ * messages live in a ring of RING slots; a slot is received into again only
+ * once the hasher is done with it. */
 #define RING        4
 #define ASYNC_AFTER (2u << 20)
 
@@ -146,8 +192,7 @@ struct hash_worker {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         struct kiln_blake3 *hasher;
-        const uint8_t *data[RING];
-        size_t len[RING];
+        const struct msg *msg[RING];
         bool busy[RING];
         unsigned queue[RING];
         unsigned qhead, qlen;
@@ -164,7 +209,7 @@ static void *hash_loop(void *arg)
                         break;
                 unsigned slot = hw->queue[hw->qhead];
                 pthread_mutex_unlock(&hw->lock);
-                kiln_blake3_update(hw->hasher, hw->data[slot], hw->len[slot]);
+                msg_hash(hw->hasher, hw->msg[slot]);
                 pthread_mutex_lock(&hw->lock);
                 hw->qhead = (hw->qhead + 1) % RING;
                 hw->qlen--;
@@ -186,15 +231,14 @@ static void hash_wait(struct hash_worker *hw, unsigned slot)
         pthread_mutex_unlock(&hw->lock);
 }
 
-static void hash_submit(struct hash_worker *hw, unsigned slot, const uint8_t *p, size_t n)
+static void hash_submit(struct hash_worker *hw, unsigned slot, const struct msg *m)
 {
         if (!hw->running) {
-                kiln_blake3_update(hw->hasher, p, n);
+                msg_hash(hw->hasher, m);
                 return;
         }
         pthread_mutex_lock(&hw->lock);
-        hw->data[slot] = p;
-        hw->len[slot] = n;
+        hw->msg[slot] = m;
         hw->busy[slot] = true;
         hw->queue[(hw->qhead + hw->qlen) % RING] = slot;
         hw->qlen++;
@@ -224,26 +268,66 @@ static void hash_stop(struct hash_worker *hw)
         hw->running = false;
 }
 
+/* Where the caller is in the current message: its offset, and the piece
+ * and the offset in it that this is. */
+struct cursor {
+        const struct msg *m;
+        size_t off, seg, seg_off;
+};
+
+static void cursor_seek(struct cursor *c, size_t off)
+{
+        c->off = off;
+        c->seg = 0;
+        while (c->seg < c->m->nseg && off >= c->m->seg[c->seg].iov_len)
+                off -= c->m->seg[c->seg++].iov_len;
+        c->seg_off = off;
+}
+
+/* Moves n bytes on, copying them to out unless it is NULL. */
+static void cursor_copy(struct cursor *c, uint8_t *out, size_t n)
+{
+        c->off += n;
+        while (n) {
+                const struct iovec *v = &c->m->seg[c->seg];
+                size_t k = KILN_MIN(n, v->iov_len - c->seg_off);
+                if (out) {
+                        memcpy(out, (const uint8_t *)v->iov_base + c->seg_off, k);
+                        out += k;
+                }
+                n -= k;
+                c->seg_off += k;
+                if (c->seg_off == v->iov_len)
+                        c->seg++, c->seg_off = 0;
+        }
+}
+
 struct stream_reader {
         struct kiln_blob_reader base;
         struct grpc_blob_service *svc;
         struct kiln_digest digest;
         bool size_known;
         struct rpc_call call;
-        struct kiln_buf ring[RING]; /* received messages, reused */
-        unsigned slot;              /* the ring buffer holding the current message */
-        const uint8_t *data;        /* the current message's payload */
-        size_t data_len, data_off;  /* bytes of it handed out (or skipped) */
-        uint64_t received;          /* payload bytes received (and hashed) so far */
+        struct msg ring[RING]; /* received messages, their memory reused */
+        unsigned slot;         /* the ring slot holding the current message */
+        struct cursor cur;     /* bytes of it handed out (or skipped) */
+        uint64_t received;     /* payload bytes received (and hashed) so far */
         struct kiln_blake3 hasher;
         struct hash_worker hw;
         bool eof;      /* the stream ended with OK */
         bool verified; /* the digest matched */
 };
 
+static const struct msg no_msg;
+
+static size_t cur_left(const struct stream_reader *sr)
+{
+        return sr->cur.m->len - sr->cur.off;
+}
+
 static uint64_t stream_pos(const struct stream_reader *sr)
 {
-        return sr->received - (sr->data_len - sr->data_off);
+        return sr->received - cur_left(sr);
 }
 
 /* Receives the next message: 1, 0 at the end (then verified), < 0. */
@@ -252,11 +336,12 @@ static int stream_next(struct stream_reader *sr, struct kiln_error **err)
         struct grpc_blob_service *g = sr->svc;
         if (sr->eof)
                 return 0;
-        /* Receive into the next ring buffer; the current one stays intact. */
+        /* Receive into the next ring slot; the current one stays intact. */
         unsigned next = (sr->slot + 1) % RING;
         hash_wait(&sr->hw, next);
-        struct kiln_buf *msg = &sr->ring[next];
-        int r = rpc_call_recv(&sr->call, msg, err);
+        struct msg *m = &sr->ring[next];
+        msg_clear(m);
+        int r = rpc_call_recv_bb(&sr->call, &m->bb, err);
         if (r < 0)
                 return r;
         if (r == 0) {
@@ -275,23 +360,19 @@ static int stream_next(struct stream_reader *sr, struct kiln_error **err)
                 sr->size_known = true;
                 return 0;
         }
-        const uint8_t *data;
-        size_t len;
-        r = kiln_rpc_blob_chunk_decode(msg->data, msg->len, &data, &len, err);
-        if (r < 0)
+        _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
+        if (kiln_rpc_blob_chunk_each(m->bb, &m->copy, msg_add, m, &e) < 0)
                 return bad(g, EBADMSG, err, "malformed BlobChunk", &sr->digest);
-        if (sr->size_known && len > sr->base.size - sr->received)
+        if (sr->size_known && m->len > sr->base.size - sr->received)
                 return bad(g, EBADMSG, err, "received more bytes than announced", &sr->digest);
-        sr->data = data;
-        sr->data_len = len;
-        sr->data_off = 0;
-        if (len == 0)
-                return 1; /* nothing to keep: the buffer may be received into again */
+        sr->cur = (struct cursor){.m = m};
+        if (m->len == 0)
+                return 1; /* nothing to keep: the slot may be received into again */
         sr->slot = next;
         if (sr->received >= ASYNC_AFTER)
                 hash_start(&sr->hw);
-        hash_submit(&sr->hw, next, data, len);
-        sr->received += len;
+        hash_submit(&sr->hw, next, m);
+        sr->received += m->len;
         return 1;
 }
 
@@ -301,8 +382,7 @@ static int stream_open(struct stream_reader *sr, struct kiln_error **err)
 {
         rpc_call_done(&sr->call);
         hash_stop(&sr->hw);
-        sr->data = NULL;
-        sr->data_len = sr->data_off = 0;
+        sr->cur = (struct cursor){.m = &no_msg};
         sr->received = 0;
         sr->eof = sr->verified = false;
         kiln_blake3_init(&sr->hasher);
@@ -336,53 +416,70 @@ static int stream_open(struct stream_reader *sr, struct kiln_error **err)
 
 static int stream_seek(struct kiln_blob_reader *r, uint64_t pos, struct kiln_error **err);
 
+/* How many of the next n bytes the caller may take now (the cursor is at
+ * them), receiving messages as needed: > 0, 0 at the end, or < 0. With
+ * one_piece, no more than the rest of the cursor's piece. */
+static ssize_t stream_take(struct stream_reader *sr, size_t n, bool one_piece,
+                           struct kiln_error **err)
+{
+        if (stream_pos(sr) != sr->base.pos) { /* after a failed seek */
+                int rr = stream_seek(&sr->base, sr->base.pos, err);
+                if (rr < 0)
+                        return rr;
+        }
+        while (!cur_left(sr)) {
+                int rr = stream_next(sr, err);
+                if (rr <= 0)
+                        return rr;
+        }
+        size_t take = KILN_MIN(n, cur_left(sr));
+        if (one_piece)
+                take = KILN_MIN(take, sr->cur.m->seg[sr->cur.seg].iov_len - sr->cur.seg_off);
+        /* Withhold the last bytes of a blob of known length until the stream
+         * has ended and the digest matched. */
+        if (sr->size_known && !sr->verified && stream_pos(sr) + take == sr->base.size) {
+                /* stream_next() receives into another ring slot. */
+                struct cursor keep = sr->cur;
+                int rr;
+                do
+                        rr = stream_next(sr, err);
+                while (rr > 0 && sr->cur.m->len == 0);
+                sr->cur = keep;
+                if (rr < 0)
+                        return rr;
+                if (rr > 0)
+                        return bad(sr->svc, EBADMSG, err, "received more bytes than announced",
+                                   &sr->digest);
+        }
+        return (ssize_t)take;
+}
+
 static ssize_t stream_read(struct kiln_blob_reader *r, void *buf, size_t n,
                            struct kiln_error **err)
 {
         struct stream_reader *sr = (struct stream_reader *)r;
-        if (stream_pos(sr) != r->pos) { /* after a failed seek */
-                int rr = stream_seek(r, r->pos, err);
-                if (rr < 0)
-                        return rr;
+        ssize_t take = stream_take(sr, n, false, err);
+        if (take > 0)
+                cursor_copy(&sr->cur, buf, (size_t)take);
+        return take;
+}
+
+static ssize_t stream_read_view(struct kiln_blob_reader *r, size_t n, const void **ret,
+                                struct kiln_error **err)
+{
+        struct stream_reader *sr = (struct stream_reader *)r;
+        ssize_t take = stream_take(sr, n, true, err);
+        if (take > 0) {
+                *ret = (const uint8_t *)sr->cur.m->seg[sr->cur.seg].iov_base + sr->cur.seg_off;
+                cursor_copy(&sr->cur, NULL, (size_t)take);
         }
-        for (;;) {
-                if (sr->data_off < sr->data_len) {
-                        size_t take = KILN_MIN(n, sr->data_len - sr->data_off);
-                        /* Withhold the last bytes of a blob of known length
-                         * until the stream has ended and the digest matched. */
-                        if (sr->size_known && !sr->verified &&
-                            stream_pos(sr) + take == sr->base.size) {
-                                /* stream_next() receives into another ring buffer. */
-                                const uint8_t *d = sr->data;
-                                size_t dl = sr->data_len, doff = sr->data_off;
-                                int rr;
-                                do
-                                        rr = stream_next(sr, err);
-                                while (rr > 0 && sr->data_len == 0);
-                                sr->data = d, sr->data_len = dl, sr->data_off = doff;
-                                if (rr < 0)
-                                        return rr;
-                                if (rr > 0)
-                                        return bad(sr->svc, EBADMSG, err,
-                                                   "received more bytes than announced",
-                                                   &sr->digest);
-                        }
-                        memcpy(buf, sr->data + sr->data_off, take);
-                        sr->data_off += take;
-                        return (ssize_t)take;
-                }
-                int rr = stream_next(sr, err);
-                if (rr < 0)
-                        return rr;
-                if (rr == 0)
-                        return 0;
-        }
+        return take;
 }
 
 static int stream_seek(struct kiln_blob_reader *r, uint64_t pos, struct kiln_error **err)
 {
         struct stream_reader *sr = (struct stream_reader *)r;
-        uint64_t msg_start = sr->received - sr->data_len;
+        uint64_t msg_start = sr->received - sr->cur.m->len;
         if (pos < msg_start) {
                 int rr = stream_open(sr, err);
                 if (rr == 0)
@@ -391,15 +488,14 @@ static int stream_seek(struct kiln_blob_reader *r, uint64_t pos, struct kiln_err
                                               rpc_channel_url(sr->svc->ch));
                 if (rr < 0)
                         return rr;
-                msg_start = 0;
         }
         for (;;) {
-                msg_start = sr->received - sr->data_len;
+                msg_start = sr->received - sr->cur.m->len;
                 if (pos <= sr->received) {
-                        sr->data_off = (size_t)(pos - msg_start);
+                        cursor_seek(&sr->cur, (size_t)(pos - msg_start));
                         return 0;
                 }
-                sr->data_off = sr->data_len;
+                cursor_seek(&sr->cur, sr->cur.m->len);
                 int rr = stream_next(sr, err);
                 if (rr < 0)
                         return rr;
@@ -416,12 +512,13 @@ static void stream_free(struct kiln_blob_reader *r)
         pthread_mutex_destroy(&sr->hw.lock);
         pthread_cond_destroy(&sr->hw.cond);
         for (unsigned i = 0; i < RING; i++)
-                kiln_buf_done(&sr->ring[i]);
+                msg_done(&sr->ring[i]);
         free(sr);
 }
 
 static const struct kiln_blob_reader_ops stream_reader_ops = {
         .read = stream_read,
+        .read_view = stream_read_view,
         .seek = stream_seek,
         .free = stream_free,
 };
@@ -690,6 +787,7 @@ static int grpc_blob_open_read(struct kiln_blob_service *s, const struct kiln_di
         sr->base.ops = &stream_reader_ops;
         sr->svc = g;
         sr->hw.hasher = &sr->hasher;
+        sr->cur.m = &no_msg;
         pthread_mutex_init(&sr->hw.lock, NULL);
         pthread_cond_init(&sr->hw.cond, NULL);
         sr->digest = *d;
