@@ -1,0 +1,319 @@
+/* The caching build service (action_cache.h): the action cache in front of
+ * any backend, and the deduplication of identical requests in flight.
+ *
+ * Locking: one mutex guards the table of builds in flight and their
+ * entries; waiters sleep on one condition variable, broadcast when any build
+ * ends, and wake every 50 ms to notice their own cancellation. The cache
+ * store locks for itself, and is consulted outside the mutex. A finished
+ * build is remembered before its entry leaves the table, so a request
+ * arriving at any moment finds either the entry or the record. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include <kiln/build/action_cache.h>
+#include <kiln/castore/digest_map.h>
+
+struct inflight {
+        struct kiln_digest key;
+        unsigned refs; /* the builder and its waiters */
+        bool done;
+        bool retry;    /* the build was cancelled by its own caller: start over */
+        int code;      /* 0: success, result holds the outputs */
+        char *msg;
+        struct kiln_build result;
+};
+
+struct cached_service {
+        struct kiln_build_service base;
+        struct kiln_build_service *backend;
+        struct kiln_action_cache *cache; /* NULL: deduplication only */
+        struct kiln_blob_service *blobs;
+        struct kiln_directory_service *dirs;
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* CLOCK_MONOTONIC */
+        struct kiln_digest_map inflight; /* key -> struct inflight * */
+        atomic_uint_least64_t hits, stale, builds, joined;
+};
+
+static void outputs_copy(struct kiln_build *dst, const struct kiln_build *src)
+{
+        dst->outputs = kiln_calloc(src->n_outputs, sizeof(*dst->outputs));
+        dst->n_outputs = src->n_outputs;
+        for (size_t i = 0; i < src->n_outputs; i++) {
+                kiln_node_copy(&dst->outputs[i].node, &src->outputs[i].node);
+                dst->outputs[i].needles = kiln_memdup(src->outputs[i].needles,
+                                                      src->outputs[i].n_needles *
+                                                              sizeof(uint64_t));
+                dst->outputs[i].n_needles = src->outputs[i].n_needles;
+        }
+}
+
+static void inflight_unref(struct inflight *f)
+{
+        if (--f->refs)
+                return;
+        free(f->msg);
+        kiln_build_done(&f->result);
+        free(f);
+}
+
+/* --- is a remembered Build still whole? --- */
+
+struct presence {
+        struct kiln_digest_map seen; /* blobs found present -> (void *)1 */
+};
+
+static bool blob_present(struct cached_service *c, struct presence *p,
+                         const struct kiln_digest *d)
+{
+        if (kiln_digest_map_get(&p->seen, d))
+                return true;
+        if (kiln_blob_has(c->blobs, d, NULL) != 1)
+                return false;
+        kiln_digest_map_put(&p->seen, d, (void *)1);
+        return true;
+}
+
+/* Every Directory of root's closure (each verified by the store) and every
+ * blob they name. */
+static bool closure_present(struct cached_service *c, struct presence *p,
+                            const struct kiln_digest *root)
+{
+        _cleanup_(kiln_directory_stream_freep) struct kiln_directory_stream *st = NULL;
+        if (kiln_directory_get_recursive(c->dirs, root, &st, NULL) < 0)
+                return false;
+        bool ok = true, first = true;
+        for (;;) {
+                struct kiln_directory d = KILN_DIRECTORY_INIT;
+                struct kiln_digest dd;
+                int r = kiln_directory_stream_next(st, &d, &dd, NULL);
+                if (r <= 0) {
+                        ok = ok && r == 0 && !first;
+                        break;
+                }
+                if (first && !kiln_digest_eq(&dd, root))
+                        ok = false;
+                first = false;
+                for (size_t i = 0; ok && i < d.n; i++)
+                        if (d.nodes[i].kind == KILN_NODE_FILE)
+                                ok = blob_present(c, p, &d.nodes[i].digest);
+                kiln_directory_done(&d);
+                if (!ok)
+                        break;
+        }
+        return ok;
+}
+
+static bool basename_is(const struct kiln_node *n, const char *path)
+{
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        return n->name.len == strlen(base) && !memcmp(n->name.data, base, n->name.len);
+}
+
+/* Whether a record fits the request and all its outputs are in the stores. */
+static bool usable(struct cached_service *c, const struct kiln_build_request *req,
+                   const struct kiln_build *b)
+{
+        if (b->n_outputs != req->outputs.n)
+                return false;
+        struct presence p = {.seen = KILN_DIGEST_MAP_INIT};
+        bool ok = true;
+        for (size_t i = 0; ok && i < b->n_outputs; i++) {
+                const struct kiln_node *n = &b->outputs[i].node;
+                if (!basename_is(n, req->outputs.v[i]))
+                        ok = false;
+                else if (n->kind == KILN_NODE_FILE)
+                        ok = blob_present(c, &p, &n->digest);
+                else if (n->kind == KILN_NODE_DIRECTORY)
+                        ok = closure_present(c, &p, &n->digest);
+        }
+        kiln_digest_map_done(&p.seen, NULL);
+        return ok;
+}
+
+/* 1 with *ret filled from the cache, 0 to build. */
+static int from_cache(struct cached_service *c, const struct kiln_digest *key,
+                      const struct kiln_build_request *req, struct kiln_build *ret)
+{
+        if (!c->cache)
+                return 0;
+        struct kiln_build b = {0};
+        int r = kiln_action_cache_lookup(c->cache, key, &b, NULL);
+        if (r == 0)
+                return 0;
+        if (r < 0 || !usable(c, req, &b)) {
+                /* Gone from the store (or unreadable): forget it and build. */
+                if (r > 0)
+                        kiln_build_done(&b);
+                kiln_action_cache_remove(c->cache, key, NULL);
+                atomic_fetch_add(&c->stale, 1);
+                return 0;
+        }
+        kiln_build_request_copy(&b.request, req);
+        *ret = b;
+        atomic_fetch_add(&c->hits, 1);
+        return 1;
+}
+
+/* Waits for f (locked); false when the caller's own call was cancelled. */
+static bool wait_done(struct cached_service *c, struct inflight *f,
+                      const struct kiln_build_call *call)
+{
+        while (!f->done) {
+                if (call->cancel && kiln_cancel_is_set(call->cancel))
+                        return false;
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_nsec += 50 * 1000 * 1000;
+                if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        }
+        return true;
+}
+
+static int cached_build(struct kiln_build_service *s, const struct kiln_build_request *req,
+                        const struct kiln_build_call *call, struct kiln_build *ret,
+                        struct kiln_error **err)
+{
+        struct cached_service *c = (struct cached_service *)s;
+        struct kiln_digest key;
+        kiln_build_request_identity(req, &key);
+        for (;;) {
+                if (from_cache(c, &key, req, ret)) {
+                        if (call->progress)
+                                call->progress(call->userdata, "cache-hit");
+                        return 0;
+                }
+                pthread_mutex_lock(&c->lock);
+                struct inflight *f = kiln_digest_map_get(&c->inflight, &key);
+                if (f) {
+                        f->refs++;
+                        if (call->progress)
+                                call->progress(call->userdata, "joined");
+                        if (!wait_done(c, f, call)) {
+                                inflight_unref(f);
+                                pthread_mutex_unlock(&c->lock);
+                                return kiln_error_set(err, ECANCELED,
+                                                      "build cancelled while waiting for an "
+                                                      "identical build");
+                        }
+                        if (f->retry) {
+                                inflight_unref(f);
+                                pthread_mutex_unlock(&c->lock);
+                                continue;
+                        }
+                        int r = 0;
+                        if (f->code) {
+                                r = kiln_error_set_lines(err, f->code, "%s", f->msg);
+                        } else {
+                                struct kiln_build b = {0};
+                                outputs_copy(&b, &f->result);
+                                kiln_build_request_copy(&b.request, req);
+                                *ret = b;
+                        }
+                        inflight_unref(f);
+                        pthread_mutex_unlock(&c->lock);
+                        atomic_fetch_add(&c->joined, 1);
+                        return r;
+                }
+                f = kiln_calloc(1, sizeof(*f));
+                f->key = key;
+                f->refs = 1;
+                kiln_digest_map_put(&c->inflight, &key, f);
+                pthread_mutex_unlock(&c->lock);
+
+                _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
+                struct kiln_build b = {0};
+                atomic_fetch_add(&c->builds, 1);
+                int r = kiln_build_service_build(c->backend, req, call, &b, &e);
+                if (r == 0 && c->cache)
+                        kiln_action_cache_store(c->cache, &key, &b, NULL);
+
+                pthread_mutex_lock(&c->lock);
+                kiln_digest_map_remove(&c->inflight, &key);
+                f->done = true;
+                if (r == -ECANCELED && call->cancel && kiln_cancel_is_set(call->cancel)) {
+                        f->retry = true;
+                } else if (r < 0) {
+                        f->code = e ? e->code : -r;
+                        f->msg = kiln_strdup(kiln_error_msg(e));
+                } else {
+                        outputs_copy(&f->result, &b);
+                }
+                pthread_cond_broadcast(&c->cond);
+                inflight_unref(f);
+                pthread_mutex_unlock(&c->lock);
+                if (r < 0) {
+                        if (err) {
+                                kiln_error_free(*err);
+                                *err = TAKE_PTR(e);
+                        }
+                        return r;
+                }
+                *ret = b;
+                return 0;
+        }
+}
+
+static const char *cached_notice(struct kiln_build_service *s)
+{
+        struct cached_service *c = (struct cached_service *)s;
+        return kiln_build_service_notice(c->backend);
+}
+
+static void cached_free(struct kiln_build_service *s)
+{
+        struct cached_service *c = (struct cached_service *)s;
+        kiln_build_service_free(c->backend);
+        kiln_action_cache_free(c->cache);
+        kiln_digest_map_done(&c->inflight, NULL);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+}
+
+static const struct kiln_build_service_ops cached_ops = {
+        .name = "cache",
+        .build = cached_build,
+        .free = cached_free,
+        .notice = cached_notice,
+};
+
+struct kiln_build_service *kiln_build_service_cached_new(struct kiln_build_service *backend,
+                                                         struct kiln_action_cache *cache,
+                                                         struct kiln_blob_service *blobs,
+                                                         struct kiln_directory_service *dirs)
+{
+        struct cached_service *c = kiln_calloc(1, sizeof(*c));
+        c->base.ops = &cached_ops;
+        c->backend = backend;
+        c->cache = cache;
+        c->blobs = blobs;
+        c->dirs = dirs;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        c->inflight = (struct kiln_digest_map)KILN_DIGEST_MAP_INIT;
+        return &c->base;
+}
+
+void kiln_build_service_cache_stats(struct kiln_build_service *s,
+                                    struct kiln_build_cache_stats *ret)
+{
+        *ret = (struct kiln_build_cache_stats){0};
+        if (s->ops != &cached_ops)
+                return;
+        struct cached_service *c = (struct cached_service *)s;
+        ret->hits = atomic_load(&c->hits);
+        ret->stale = atomic_load(&c->stale);
+        ret->builds = atomic_load(&c->builds);
+        ret->joined = atomic_load(&c->joined);
+}
