@@ -22,40 +22,8 @@ rec_hash=$(nix-hash --type sha256 --base32 "$T/rec")
 nixargs=(--argstr salt "$salt" --argstr recHash "$rec_hash" --arg bbDir "$T/bb")
 
 # --- sshd on a free loopback port, only our key ---
-S=$T/ssh
-mkdir -m 700 "$S"
-ssh-keygen -q -t ed25519 -N '' -f "$S/host" -C host
-ssh-keygen -q -t ed25519 -N '' -f "$S/id" -C client
-cp "$S/id.pub" "$S/authorized_keys"
-port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$S/sshd_config" <<CFG
-Port $port
-ListenAddress 127.0.0.1
-HostKey $S/host
-AuthorizedKeysFile $S/authorized_keys
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile $S/sshd.pid
-AllowUsers root
-X11Forwarding no
-AllowTcpForwarding no
-CFG
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$S/sshd_config" 2>"$S/sshd.log" &
-sshd_pid=$!
-cleanup_hooks="kill $sshd_pid 2>/dev/null || true; $cleanup_hooks"
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$S/host.pub")" >"$S/known_hosts"
-export NIX_SSHOPTS="-F /dev/null -p $port -o UserKnownHostsFile=$S/known_hosts -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o BatchMode=yes"
-i=0
-until ssh $NIX_SSHOPTS -i "$S/id" root@127.0.0.1 true 2>"$S/ssh.err"; do
-        i=$((i + 1))
-        [ $i -lt 100 ] || { cat "$S/ssh.err" "$S/sshd.log" >&2; fail "sshd did not accept our key"; }
-        sleep 0.1
-done
+. "$(dirname "$0")/sshd_lib.sh"
+start_sshd "$T/ssh"
 
 # The remote program: kiln nix serve on a KILN_HOME of the test's.
 khome=$T/builder

@@ -1,0 +1,115 @@
+#!/bin/bash
+# Nix remote builders (run by hand): the chain of N trivial derivations of
+# bench/nix_chain.sh (each cats its predecessor), built by Nix 2.8's
+# `nix-build --max-jobs 0` into a chroot store, so that every derivation is
+# offloaded through the build hook over a real sshd on 127.0.0.1 (started
+# here, as in tests/integration/nix_serve.sh) to
+#   kiln: `kiln nix serve` on a KILN_HOME of its own (kiln's sandbox), or
+#   nix:  `nix-store --serve --write` on a chroot store of its own
+#         (sandboxed builds), so client and builder share no store.
+# Both builders keep a master SSH connection (ControlMaster/ControlPersist in
+# NIX_SSHOPTS) and their store across runs, as a builder does; every run has
+# a new salt and a new client store, so each run builds all N derivations on
+# the builder. Runs
+# are paired (alternating which goes first); the last output of each pair
+# must be the same on both sides. Prints the medians and kiln/nix.
+# usage: bench/nix_serve.sh [RUNS] [N]
+set -eu
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+n=${2:-30}
+export KILN_BIN=${KILN_BIN:-$PWD/build/kiln}
+[ -x "$KILN_BIN" ] || { echo "build kiln first (ninja -C build)" >&2; exit 1; }
+TMPDIR=/var/tmp
+. tests/integration/lib.sh
+. tests/integration/sshd_lib.sh
+[ "$(id -u)" = 0 ] || fail "needs root (sshd, chroot stores, builds)"
+# a copy of the binaries, so a rebuild meanwhile does not change what is measured
+mkdir "$T/bin"
+cp "$(dirname "$KILN_BIN")"/kiln "$(dirname "$KILN_BIN")"/kiln-core "$(dirname "$KILN_BIN")"/kiln-sandbox "$T/bin/"
+KILN_BIN=$T/bin/kiln
+start_sshd "$T/ssh" -o ControlMaster=auto -o "ControlPath=$T/ssh/cm-%C" -o ControlPersist=600
+# shellcheck disable=SC2086
+cleanup_hooks="ssh $NIX_SSHOPTS -O exit root@127.0.0.1 2>/dev/null || true; $cleanup_hooks"
+
+mkdir "$T/bb"
+cp "$(command -v busybox)" "$T/bb/busybox"
+cat >"$T/chain.nix" <<NIX
+{ salt, n }:
+let
+  bb = builtins.path { path = $T/bb; name = "bb"; };
+  step = i: prev: derivation {
+    name = "chain-\${toString i}"; inherit salt;
+    system = builtins.currentSystem; builder = "\${bb}/busybox";
+    args = [ "sh" "-c" ("\${bb}/busybox " + (if prev == null then "echo 0 > \$out"
+      else "cat \${prev} > \$out; echo \${toString i} >> \$out")) ];
+  };
+  go = i: prev: if i > n then prev else go (i + 1) (step i prev);
+in go 1 null
+NIX
+common=(--option build-users-group '' --option substituters '' --option sandbox true)
+cat >"$T/kiln-serve" <<W
+#!/bin/sh
+exec "$KILN_BIN" nix serve --home "\$BENCH_HOME" "\$@" 2>>"\$BENCH_HOME.log"
+W
+cat >"$T/nix-serve" <<W
+#!/bin/sh
+exec nix-store --store "\$BENCH_HOME" --option build-users-group '' --option substituters '' \\
+	--option sandbox true "\$@" 2>>"\$BENCH_HOME.log"
+W
+chmod 755 "$T/kiln-serve" "$T/nix-serve"
+# sshd gives the remote program no environment of ours: the home is in the URL's
+# program, through a per-run wrapper
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# run SIDE I SALT: one cold offloaded build of the chain; prints seconds
+run() {
+	local side=$1 i=$2 salt=$3 home=$T/$1-home client=$T/$1-client-$2
+	printf '#!/bin/sh\nBENCH_HOME=%s exec %s "$@"\n' "$home" "$T/$side-serve" >"$T/$side-$i"
+	chmod 755 "$T/$side-$i"
+	local remote="ssh://root@127.0.0.1?remote-program=$T/$side-$i&ssh-key=$SSH_KEY"
+	nix-instantiate --store "$client" "${common[@]}" --argstr salt "$salt" --arg n "$n" \
+		"$T/chain.nix" >"$T/$side-$i.drv" 2>/dev/null
+	local t0 t1
+	t0=$(now)
+	nix-build --store "$client" "${common[@]}" --no-out-link --max-jobs 0 \
+		--builders "$remote x86_64-linux - 1 1" --option builders-use-substitutes false \
+		"$(cat "$T/$side-$i.drv")" >"$T/$side-$i.out" 2>"$T/$side-$i.err" ||
+		{ tail -n 20 "$T/$side-$i.err" "$home.log" >&2; fail "$side: offloaded nix-build failed"; }
+	t1=$(now)
+	local built
+	built=$(grep -c "^building '.*' on 'ssh://" "$T/$side-$i.err" || true)
+	[ "$built" = "$n" ] || { tail "$T/$side-$i.err" >&2; fail "$side: $built of $n derivations offloaded"; }
+	# the builder holds the last output, and the client a valid copy
+	local out
+	out=$(cat "$T/$side-$i.out")
+	if [ "$side" = kiln ]; then
+		KILN_HOME=$home "$KILN_BIN" nix path-info "$out" >/dev/null || fail "kiln does not hold $out"
+	else
+		nix-store --store "$home" "${common[@]}" -q --hash "$out" >/dev/null || fail "the Nix builder does not hold $out"
+	fi
+	nix-store --store "$client" "${common[@]}" --verify-path "$out" || fail "$side: $out is not valid"
+	[ "$(wc -l <"$client$out")" = "$n" ] || fail "$side: $out has the wrong contents"
+	echo "$t1 - $t0" | bc
+}
+
+kiln_t=""; nix_t=""
+for i in $(seq "$runs"); do
+	salt="bench-serve-$$-$i-$(date +%N)"
+	if [ $((i % 2)) = 1 ]; then
+		k=$(run kiln "$i" "$salt"); x=$(run nix "$i" "$salt")
+	else
+		x=$(run nix "$i" "$salt"); k=$(run kiln "$i" "$salt")
+	fi
+	[ "$(cat "$T/kiln-$i.out")" = "$(cat "$T/nix-$i.out")" ] || fail "the two sides built other paths"
+	o=$(cat "$T/kiln-$i.out")
+	[ "$(nix-store --store "$T/kiln-client-$i" "${common[@]}" -q --hash "$o")" = \
+	  "$(nix-store --store "$T/nix-client-$i" "${common[@]}" -q --hash "$o")" ] || fail "the outputs differ"
+	echo "run $i: kiln ${k}s, nix ${x}s" >&2
+	kiln_t="$kiln_t $k"; nix_t="$nix_t $x"
+	rm -rf "$T/kiln-client-$i" "$T/nix-client-$i"
+done
+km=$(echo $kiln_t | tr ' ' '\n' | median)
+nm=$(echo $nix_t | tr ' ' '\n' | median)
+echo "chain of $n derivations offloaded over ssh (median of $runs): kiln nix serve ${km}s ($(echo "$km * 1000 / $n" | bc) ms each), nix-store --serve ${nm}s ($(echo "$nm * 1000 / $n" | bc) ms each): $(echo "scale=2; $km / $nm" | bc)x"
