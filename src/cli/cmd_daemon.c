@@ -28,7 +28,13 @@ static const char usage[] =
         "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
         "                                sandbox://$KILN_HOME/bundles, or oci:// where\n"
         "                                user namespaces are off)\n"
-        "  --max-calls N                 calls served at once (default 256)\n\n"
+        "  --max-calls N                 calls served at once (default 256)\n"
+        "  --tls-cert FILE, --tls-key FILE\n"
+        "                                serve TLS (PEM certificate chain and key) on\n"
+        "                                host:port and @name addresses; socket paths stay\n"
+        "                                plaintext, sd-listen is refused\n"
+        "  --tls-client-ca FILE          with TLS, accept only clients whose certificate\n"
+        "                                this CA signed (mTLS)\n\n"
         "Prints \"listening on ADDR\" once ready. Set KILN_LOG=debug to log every call.\n";
 
 static struct kiln_server *running;
@@ -55,6 +61,7 @@ struct daemon_args {
         const char **listen;
         size_t n_listen;
         unsigned max_calls;
+        const char *tls_cert, *tls_key, *tls_client_ca;
 };
 
 /* -1 to go on, else the exit status (0 after --help, 2 for a usage error). */
@@ -65,6 +72,9 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                 {"listen-address", required_argument, NULL, 'l'},
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"max-calls", required_argument, NULL, 'm'},
+                {"tls-cert", required_argument, NULL, 'C'},
+                {"tls-key", required_argument, NULL, 'K'},
+                {"tls-client-ca", required_argument, NULL, 'R'},
                 CLI_STORE_OPTIONS,
                 {},
         };
@@ -84,6 +94,15 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                 case CLI_OPT_BUILD_ADDR:
                         a->build_url = optarg;
                         break;
+                case 'C':
+                        a->tls_cert = optarg;
+                        break;
+                case 'K':
+                        a->tls_key = optarg;
+                        break;
+                case 'R':
+                        a->tls_client_ca = optarg;
+                        break;
                 case 'm': {
                         char *end;
                         unsigned long v = strtoul(optarg, &end, 10);
@@ -99,7 +118,34 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
         }
         if (optind < argc)
                 return cli_usage_error("daemon", "unexpected argument '%s'", argv[optind]);
+        if (!a->tls_cert != !a->tls_key)
+                return cli_usage_error("daemon", "--tls-cert and --tls-key go together");
+        if (a->tls_client_ca && !a->tls_cert)
+                return cli_usage_error("daemon", "--tls-client-ca needs --tls-cert and --tls-key");
         return -1;
+}
+
+/* Reads the TLS files and hands them to the server: 0, or 1 after printing
+ * the failure. */
+static int set_tls(struct kiln_server *srv, const struct daemon_args *a)
+{
+        if (!a->tls_cert)
+                return 0;
+        const char *paths[3] = {a->tls_cert, a->tls_key, a->tls_client_ca};
+        static const char *const what[3] = {"--tls-cert", "--tls-key", "--tls-client-ca"};
+        char *pem[3] = {NULL, NULL, NULL};
+        int status = 0;
+        for (int i = 0; i < 3 && !status; i++) {
+                int r = paths[i] ? kiln_read_text_file(paths[i], 1 << 20, &pem[i]) : 0;
+                if (r < 0)
+                        status = cli_failf("%s %s: %s", what[i], paths[i], strerror(-r));
+        }
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        if (!status && kiln_server_set_tls(srv, pem[0], pem[1], pem[2], &err) < 0)
+                status = cli_fail(err);
+        for (int i = 0; i < 3; i++)
+                free(pem[i]);
+        return status;
 }
 
 /* Binds every listen address (or the default socket) and returns in *ret
@@ -184,7 +230,7 @@ int cmd_daemon(int argc, char **argv)
                 cli_fail(err);
                 goto out;
         }
-        if (listen_all(srv, &a, &listening) == 0)
+        if (set_tls(srv, &a) == 0 && listen_all(srv, &a, &listening) == 0)
                 status = serve(srv, listening);
 out:
         kiln_server_free(srv);

@@ -85,8 +85,39 @@ static char *describe_fd(int fd)
         return kiln_asprintf("fd %d", fd);
 }
 
+static bool is_pem(const char *pem, const char *label)
+{
+        _cleanup_free_ char *begin = kiln_asprintf("-----BEGIN %s-----", label);
+        return strstr(pem, begin) != NULL;
+}
+
+int srv_listeners_set_tls(struct srv_listeners *l, const char *cert_pem, const char *key_pem,
+                          const char *client_ca_pem, struct kiln_error **err)
+{
+        if (l->n_fds || l->tls)
+                return kiln_error_set(err, EINVAL, "TLS must be set once, before listening");
+        if (!is_pem(cert_pem, "CERTIFICATE"))
+                return kiln_error_set(err, EINVAL, "TLS certificate: no PEM CERTIFICATE in it");
+        if (!strstr(key_pem, "PRIVATE KEY-----"))
+                return kiln_error_set(err, EINVAL, "TLS key: no PEM PRIVATE KEY in it");
+        if (client_ca_pem && !is_pem(client_ca_pem, "CERTIFICATE"))
+                return kiln_error_set(err, EINVAL, "TLS client CA: no PEM CERTIFICATE in it");
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = key_pem, .cert_chain = cert_pem};
+        l->tls = grpc_ssl_server_credentials_create_ex(
+                client_ca_pem, &pair, 1,
+                client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                              : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+                NULL);
+        if (!l->tls)
+                return kiln_error_set(err, EINVAL, "TLS certificate and key rejected");
+        return 0;
+}
+
 static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error **err)
 {
+        if (l->tls) /* grpc_server_add_channel_from_fd takes plaintext only */
+                return kiln_error_set(err, EINVAL,
+                                      "sd-listen cannot serve TLS; listen on host:port instead");
         if (l->sd_listen)
                 return kiln_error_set(err, EINVAL, "sd-listen given twice");
         l->sd_listen = true;
@@ -187,11 +218,16 @@ int srv_listen(struct srv_listeners *l, grpc_server *server, const char *addr, c
                 target = kiln_strdup(addr);
         }
 
-        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        grpc_server_credentials *creds = l->tls ? l->tls : grpc_insecure_server_credentials_create();
         int port = grpc_server_add_http2_port(server, target, creds);
-        grpc_server_credentials_release(creds);
+        if (!l->tls)
+                grpc_server_credentials_release(creds);
         if (port <= 0)
-                return kiln_error_set(err, EADDRNOTAVAIL, "cannot listen on %s", addr);
+                return kiln_error_set(err, EADDRNOTAVAIL,
+                                      l->tls ? "cannot listen on %s with TLS (does the key "
+                                               "belong to the certificate?)"
+                                             : "cannot listen on %s",
+                                      addr);
         if (addr[0] == '@') {
                 *ret_desc = TAKE_PTR(target);
         } else {
@@ -294,5 +330,7 @@ void srv_listeners_done(struct srv_listeners *l)
                         close(l->wake[i]);
         if (l->creds)
                 grpc_server_credentials_release(l->creds);
+        if (l->tls)
+                grpc_server_credentials_release(l->tls);
         *l = (struct srv_listeners){.wake = {-1, -1}};
 }

@@ -1,5 +1,5 @@
 /* Listening addresses of the server. TCP and abstract sockets are gRPC's own
- * listeners. Unix socket paths and sockets passed by systemd (sd-listen) are
+ * listeners, the only ones that can speak TLS. Unix socket paths and sockets passed by systemd (sd-listen) are
  * ours: an accept thread hands each connection to
  * grpc_server_add_channel_from_fd after raising its socket buffers (gRPC
  * cannot listen on a passed socket, and with the default ~200 KiB unix
@@ -25,9 +25,13 @@ struct srv_listeners {
         bool accepting;
         grpc_server *server;
         grpc_server_credentials *creds;
+        grpc_server_credentials *tls; /* for gRPC's own listeners; NULL: plaintext */
 };
 
 void srv_listeners_init(struct srv_listeners *l);
+/* TLS for the addresses listened on afterwards (see kiln_server_set_tls). */
+int srv_listeners_set_tls(struct srv_listeners *l, const char *cert_pem, const char *key_pem,
+                          const char *client_ca_pem, struct kiln_error **err);
 int srv_listen(struct srv_listeners *l, grpc_server *server, const char *addr, char **ret_desc,
                struct kiln_error **err);
 /* After grpc_server_start(): starts accepting on sd-listen sockets. */

@@ -125,6 +125,12 @@ int kiln_server_listen(struct kiln_server *s, const char *addr, char **ret_desc,
         return srv_listen(&s->listeners, s->server, addr, ret_desc, err);
 }
 
+int kiln_server_set_tls(struct kiln_server *s, const char *cert_pem, const char *key_pem,
+                        const char *client_ca_pem, struct kiln_error **err)
+{
+        return srv_listeners_set_tls(&s->listeners, cert_pem, key_pem, client_ca_pem, err);
+}
+
 static void request(struct kiln_server *s, int method)
 {
         struct pending *p = kiln_calloc(1, sizeof(*p));

@@ -34,6 +34,13 @@ int kiln_server_new(const struct kiln_server_config *cfg, struct kiln_server **r
  * names what was bound, with the real port. */
 int kiln_server_listen(struct kiln_server *s, const char *addr, char **ret_desc,
                        struct kiln_error **err);
+/* Serves TLS, before any kiln_server_listen(), on the addresses gRPC binds
+ * itself (host:port, @name); unix socket paths stay plaintext (their file
+ * mode decides who connects) and sd-listen is refused (gRPC takes passed
+ * sockets in plaintext only). PEM texts, copied. client_ca_pem: every
+ * client must show a certificate it signed (mTLS); NULL: none is asked. */
+int kiln_server_set_tls(struct kiln_server *s, const char *cert_pem, const char *key_pem,
+                        const char *client_ca_pem, struct kiln_error **err);
 int kiln_server_start(struct kiln_server *s, struct kiln_error **err);
 /* Serves until kiln_server_stop(), then stops accepting, lets running calls
  * finish for the grace period, cancels the rest (builds see their

@@ -123,6 +123,9 @@ static inline int kiln_unhex(char c)
  * Return 0 / bytes read, or -errno. */
 KILN_PUBLIC int kiln_write_all(int fd, const void *p, size_t n);
 KILN_PUBLIC ssize_t kiln_read_full(int fd, void *p, size_t n);
+/* A whole small file as a NUL-terminated string (certificates, keys): 0, or
+ * -errno; -EFBIG when over max bytes, -EILSEQ when it holds a NUL byte. */
+KILN_PUBLIC int kiln_read_text_file(const char *path, size_t max, char **ret);
 
 /* Whether p[0..len) is well-formed UTF-8 (no overlongs, surrogates or
  * code points above U+10FFFF). */

@@ -71,23 +71,52 @@ static int wait_connected(grpc_channel *ch, const char *url, struct kiln_error *
         return r;
 }
 
-static grpc_channel *create(const struct kiln_url *u)
+/* The PEM text of a file a URL names in `param`, or NULL if it names none. */
+static int tls_file(const struct kiln_url *u, const char *url, const char *param, char **ret,
+                    struct kiln_error **err)
+{
+        _cleanup_free_ char *path = kiln_url_query_get(u, param);
+        *ret = NULL;
+        if (!path)
+                return 0;
+        int r = kiln_read_text_file(path, 1 << 20, ret);
+        if (r < 0)
+                return kiln_error_errno(err, -r, "%s: cannot read %s= file %s", url, param, path);
+        return 0;
+}
+
+static int create(const struct kiln_url *u, const char *url, grpc_channel **ret,
+                  struct kiln_error **err)
 {
         _cleanup_free_ char *target = target_of(u);
-        grpc_channel_credentials *creds = !strcmp(u->sub, "https")
-                                                  ? grpc_ssl_credentials_create(NULL, NULL, NULL,
-                                                                                NULL)
-                                                  : grpc_insecure_credentials_create();
-        grpc_channel *ch = grpc_channel_create(target, creds, kiln_rpc_channel_args());
+        grpc_channel_credentials *creds;
+        if (!strcmp(u->sub, "https")) {
+                _cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL;
+                int r;
+                if ((r = tls_file(u, url, "ca", &ca, err)) < 0 ||
+                    (r = tls_file(u, url, "cert", &cert, err)) < 0 ||
+                    (r = tls_file(u, url, "key", &key, err)) < 0)
+                        return r;
+                grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+                /* ca NULL: the system's roots (or GRPC_DEFAULT_SSL_ROOTS_FILE_PATH). */
+                creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+        } else {
+                creds = grpc_insecure_credentials_create();
+        }
+        *ret = grpc_channel_create(target, creds, kiln_rpc_channel_args());
         grpc_channel_credentials_release(creds);
-        return ch;
+        return 0;
 }
 
 int rpc_channel_open(const struct kiln_url *u, const char *url, struct rpc_channel **ret,
                      struct kiln_error **err)
 {
-        _cleanup_free_ char *key = kiln_asprintf("%s://%s:%s%s", u->scheme, u->host ? u->host : "",
-                                                 u->port ? u->port : "", u->path);
+        /* Channels differ by their TLS files too. */
+        _cleanup_free_ char *ca = kiln_url_query_get(u, "ca"), *cert = kiln_url_query_get(u, "cert"),
+                            *pkey = kiln_url_query_get(u, "key");
+        _cleanup_free_ char *key = kiln_asprintf(
+                "%s://%s:%s%s ca=%s cert=%s key=%s", u->scheme, u->host ? u->host : "",
+                u->port ? u->port : "", u->path, ca ? ca : "", cert ? cert : "", pkey ? pkey : "");
         _cleanup_free_ char *wait = kiln_url_query_get(u, "wait-connect");
         struct rpc_channel *ch;
 
@@ -98,11 +127,18 @@ int rpc_channel_open(const struct kiln_url *u, const char *url, struct rpc_chann
         if (ch) {
                 ch->refs++;
         } else {
+                grpc_channel *gch;
                 kiln_rpc_init();
+                int r = create(u, url, &gch, err);
+                if (r < 0) {
+                        pthread_mutex_unlock(&channels_lock);
+                        grpc_shutdown();
+                        return r;
+                }
                 ch = kiln_calloc(1, sizeof(*ch));
                 ch->key = TAKE_PTR(key);
                 ch->url = kiln_strdup(url);
-                ch->channel = create(u);
+                ch->channel = gch;
                 ch->refs = 1;
                 ch->next = channels;
                 channels = ch;

@@ -31,5 +31,18 @@ int kiln_grpc_url_check(const struct kiln_url *u, const char *url, struct kiln_e
                                       url, u->sub);
         }
         static const char *const allowed[] = {"wait-connect", NULL};
-        return kiln_url_query_check(u, allowed, url, err);
+        /* TLS: the CA to trust instead of the system's, a client key pair. */
+        static const char *const allowed_tls[] = {"wait-connect", "ca", "cert", "key", NULL};
+        bool tls = !strcmp(u->sub, "https");
+        int r = kiln_url_query_check(u, tls ? allowed_tls : allowed, url, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *cert = tls ? kiln_url_query_get(u, "cert") : NULL;
+        _cleanup_free_ char *key = tls ? kiln_url_query_get(u, "key") : NULL;
+        if (!cert != !key)
+                return kiln_error_set(err, EINVAL,
+                                      "invalid URL '%s': a client certificate needs both cert= "
+                                      "and key=",
+                                      url);
+        return 0;
 }

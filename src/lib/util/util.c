@@ -1,4 +1,5 @@
 /* Allocation, buffers and I/O loops. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -158,6 +159,22 @@ ssize_t kiln_read_full(int fd, void *p, size_t n)
                 got += (size_t)r;
         }
         return (ssize_t)got;
+}
+
+int kiln_read_text_file(const char *path, size_t max, char **ret)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        char *s = kiln_malloc(max + 2);
+        ssize_t n = kiln_read_full(fd, s, max + 1);
+        if (n < 0 || (size_t)n > max || memchr(s, '\0', (size_t)n)) {
+                free(s);
+                return n < 0 ? (int)n : (size_t)n > max ? -EFBIG : -EILSEQ;
+        }
+        s[n] = '\0';
+        *ret = s;
+        return 0;
 }
 
 bool kiln_utf8_valid(const void *data, size_t len)
