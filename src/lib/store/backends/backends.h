@@ -9,6 +9,11 @@ int kiln_blob_memory_new(const struct kiln_url *u, struct kiln_blob_service **re
                          struct kiln_error **err);
 int kiln_blob_objectstore_new(const struct kiln_url *u, struct kiln_blob_service **ret,
                               struct kiln_error **err);
+/* The objectstore blob service over an object store the caller made (and
+ * may have filled: tests and fuzzers plant objects in it), which it takes
+ * over; avg as kiln_fastcdc_init() takes it. */
+struct kiln_objstore;
+struct kiln_blob_service *kiln_blob_objectstore_over(struct kiln_objstore *store, size_t avg);
 
 int kiln_directory_memory_new(const struct kiln_url *u, struct kiln_directory_service **ret,
                               struct kiln_error **err);

@@ -44,7 +44,6 @@
  * for memory). Readers and writers belong to one thread at a time. */
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <zstd.h>
 
@@ -52,12 +51,13 @@
 
 #include "fastcdc.h"
 #include "backends.h"
+#include "blob_index.h"
 #include "objstore.h"
 #include "rpc_blobstore.pb-c.h"
 
 /* The largest chunk any kiln writer produces (max for the largest avg); a
  * bigger stored chunk is refused as corrupt instead of being allocated. */
-#define CHUNK_LIMIT      (2 * KILN_FASTCDC_AVG_MAX)
+#define CHUNK_LIMIT      KILN_BLOB_CHUNK_LIMIT
 #define COMPRESSED_LIMIT (ZSTD_COMPRESSBOUND(CHUNK_LIMIT) + 4096)
 /* Enough for ~6 million chunks (a 1.5 TiB blob at the default size). */
 #define INDEX_LIMIT ((size_t)256 << 20)
@@ -216,38 +216,21 @@ static int decompress(ZSTD_DCtx *dctx, const struct kiln_buf *in, size_t limit,
         }
 }
 
-static int index_corrupt(struct kiln_error **err, const struct kiln_digest *d, const char *fmt,
-                         ...) _printf_(3, 4);
-
-static int index_corrupt(struct kiln_error **err, const struct kiln_digest *d, const char *fmt,
-                         ...)
-{
-        va_list ap;
-        _cleanup_free_ char *why = NULL;
-        va_start(ap, fmt);
-        if (vasprintf(&why, fmt, ap) < 0)
-                abort();
-        va_end(ap);
-        return kiln_error_set(err, EBADMSG, "blob %s: index is corrupt: %s", KILN_DIGEST_B64(d),
-                              why);
-}
-
-/* Parses and validates an index. *ret (caller frees) may be an empty list. */
-static int parse_index(const struct kiln_digest *d, const struct kiln_buf *raw,
-                       struct kiln_chunk **ret, size_t *ret_n, struct kiln_error **err)
+int kiln_blob_index_parse(const void *data, size_t len, struct kiln_chunk **ret, size_t *ret_n,
+                          struct kiln_error **err)
 {
         *ret = NULL;
         *ret_n = 0;
-        if (raw->len == 0)
+        if (len == 0)
                 return 0;
         Tvix__Castore__V1__StatBlobResponse *msg =
-                tvix__castore__v1__stat_blob_response__unpack(NULL, raw->len, raw->data);
+                tvix__castore__v1__stat_blob_response__unpack(NULL, len, data);
         if (!msg)
-                return index_corrupt(err, d, "not a StatBlobResponse");
+                return kiln_error_set(err, EBADMSG, "not a StatBlobResponse");
         int r = 0;
         _cleanup_free_ struct kiln_chunk *chunks = NULL;
         if (msg->base.n_unknown_fields > 0) {
-                r = index_corrupt(err, d, "unknown fields");
+                r = kiln_error_set(err, EBADMSG, "unknown fields");
                 goto out;
         }
         chunks = kiln_calloc(msg->n_chunks, sizeof(*chunks));
@@ -255,13 +238,14 @@ static int parse_index(const struct kiln_digest *d, const struct kiln_buf *raw,
         for (size_t i = 0; i < msg->n_chunks; i++) {
                 const Tvix__Castore__V1__StatBlobResponse__ChunkMeta *c = msg->chunks[i];
                 if (c->base.n_unknown_fields > 0 || c->digest.len != KILN_DIGEST_LEN) {
-                        r = index_corrupt(err, d, "chunk #%zu has a malformed digest", i);
+                        r = kiln_error_set(err, EBADMSG, "chunk #%zu has a malformed digest", i);
                         goto out;
                 }
-                if (c->size == 0 || c->size > CHUNK_LIMIT ||
+                if (c->size == 0 || c->size > KILN_BLOB_CHUNK_LIMIT ||
                     __builtin_add_overflow(total, c->size, &total) || total > INT64_MAX) {
-                        r = index_corrupt(err, d, "chunk #%zu has an impossible size %" PRIu64,
-                                          i, c->size);
+                        r = kiln_error_set(err, EBADMSG,
+                                           "chunk #%zu has an impossible size %" PRIu64, i,
+                                           c->size);
                         goto out;
                 }
                 memcpy(chunks[i].digest.b, c->digest.data, KILN_DIGEST_LEN);
@@ -272,6 +256,39 @@ static int parse_index(const struct kiln_digest *d, const struct kiln_buf *raw,
 out:
         tvix__castore__v1__stat_blob_response__free_unpacked(msg, NULL);
         return r;
+}
+
+void kiln_blob_index_encode(const struct kiln_chunk *chunks, size_t n, struct kiln_buf *out)
+{
+        Tvix__Castore__V1__StatBlobResponse msg = TVIX__CASTORE__V1__STAT_BLOB_RESPONSE__INIT;
+        _cleanup_free_ Tvix__Castore__V1__StatBlobResponse__ChunkMeta *metas =
+                kiln_calloc(n, sizeof(*metas));
+        _cleanup_free_ Tvix__Castore__V1__StatBlobResponse__ChunkMeta **ptrs =
+                kiln_calloc(n, sizeof(*ptrs));
+        for (size_t i = 0; i < n; i++) {
+                tvix__castore__v1__stat_blob_response__chunk_meta__init(&metas[i]);
+                metas[i].digest.data = (uint8_t *)chunks[i].digest.b;
+                metas[i].digest.len = KILN_DIGEST_LEN;
+                metas[i].size = chunks[i].size;
+                ptrs[i] = &metas[i];
+        }
+        msg.n_chunks = n;
+        msg.chunks = ptrs;
+        size_t len = tvix__castore__v1__stat_blob_response__get_packed_size(&msg);
+        if (len == 0)
+                return; /* no chunks: no bytes (and maybe no buffer) */
+        kiln_buf_reserve(out, len);
+        out->len += tvix__castore__v1__stat_blob_response__pack(&msg, out->data + out->len);
+}
+
+/* Parses and validates the index of d. *ret (caller frees) may be an empty list. */
+static int parse_index(const struct kiln_digest *d, const struct kiln_buf *raw,
+                       struct kiln_chunk **ret, size_t *ret_n, struct kiln_error **err)
+{
+        int r = kiln_blob_index_parse(raw->data, raw->len, ret, ret_n, err);
+        if (r < 0)
+                return kiln_error_prefix(err, r, "blob %s: index is corrupt", KILN_DIGEST_B64(d));
+        return 0;
 }
 
 /* Reads the index of d: 1 with the list (possibly empty), 0 if absent. */
@@ -615,26 +632,7 @@ static int os_writer_close(struct kiln_blob_writer *base, struct kiln_digest *re
         }
         struct kiln_buf *idx = &w->s->b;
         kiln_buf_clear(idx);
-        {
-                Tvix__Castore__V1__StatBlobResponse msg =
-                        TVIX__CASTORE__V1__STAT_BLOB_RESPONSE__INIT;
-                _cleanup_free_ Tvix__Castore__V1__StatBlobResponse__ChunkMeta *metas =
-                        kiln_calloc(w->n, sizeof(*metas));
-                _cleanup_free_ Tvix__Castore__V1__StatBlobResponse__ChunkMeta **ptrs =
-                        kiln_calloc(w->n, sizeof(*ptrs));
-                for (size_t i = 0; i < w->n; i++) {
-                        tvix__castore__v1__stat_blob_response__chunk_meta__init(&metas[i]);
-                        metas[i].digest.data = w->chunks[i].digest.b;
-                        metas[i].digest.len = KILN_DIGEST_LEN;
-                        metas[i].size = w->chunks[i].size;
-                        ptrs[i] = &metas[i];
-                }
-                msg.n_chunks = w->n;
-                msg.chunks = ptrs;
-                size_t len = tvix__castore__v1__stat_blob_response__get_packed_size(&msg);
-                kiln_buf_reserve(idx, len);
-                idx->len = tvix__castore__v1__stat_blob_response__pack(&msg, idx->data);
-        }
+        kiln_blob_index_encode(w->chunks, w->n, idx);
         char key[KEY_BUFSZ];
         r = svc->store->ops->put(svc->store, key_of(key, "blobs", &d),
                                  idx->data ? idx->data : (const uint8_t *)"", idx->len, err);
@@ -787,11 +785,16 @@ int kiln_blob_objectstore_new(const struct kiln_url *u, struct kiln_blob_service
         } else {
                 kiln_objstore_memory_new(&store);
         }
+        *ret = kiln_blob_objectstore_over(store, avg);
+        return 0;
+}
+
+struct kiln_blob_service *kiln_blob_objectstore_over(struct kiln_objstore *store, size_t avg)
+{
         struct os_blob_service *svc = kiln_calloc(1, sizeof(*svc));
         svc->base.ops = &os_blob_ops;
         svc->store = store;
         svc->avg = avg;
         pthread_mutex_init(&svc->lock, NULL);
-        *ret = &svc->base;
-        return 0;
+        return &svc->base;
 }
