@@ -314,3 +314,13 @@ int runner_write_file_at(int dirfd, const char *name, const void *data, size_t l
 
 /* Ingests every output of the build with reference scanning. */
 int runner_ingest_outputs(struct runner_build *b, struct kiln_build *ret, struct kiln_error **err);
+
+/* --- recover.c --- */
+
+/* The file that marks a bundle kept on purpose (keep-failed=1). */
+#define RUNNER_KEPT_MARK "kept-failed"
+void runner_mark_kept(const char *bundle);
+/* Removes what a killed service left in the bundle root (containers,
+ * mounts, bundles, cgroups) unless another process builds there now. */
+void runner_recover(struct runner_service *s);
+

@@ -436,6 +436,8 @@ static void build_cleanup(struct runner_build *b, bool failed)
                         (void)umount2(where, MNT_DETACH);
                 }
                 discard_bundle(b->svc, b->dir, b->id);
+        } else if (b->dir) {
+                runner_mark_kept(b->dir);
         }
         free(b->dir);
 }
@@ -767,6 +769,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
                 runner_free(&s->base);
                 return r;
         }
+        runner_recover(s);
         *ret = &s->base;
         return 0;
 }
