@@ -4,7 +4,7 @@ MESON ?= meson
 BUILD := build
 ASAN_BUILD := build-asan
 FUZZ_BUILD := build-fuzz
-FUZZ_TARGETS := directory node build_request json url aterm nar blake3
+FUZZ_TARGETS := directory node build_request json url aterm nar blake3 closure fastcdc blob_index
 # Seconds per target: `make fuzz FUZZ_TIME=3600`; `make check` runs each for 10.
 FUZZ_TIME ?= 60
 

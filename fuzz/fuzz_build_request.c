@@ -1,8 +1,20 @@
 /* tvix.build.v1 BuildRequest (and, with the first byte odd, Build): decode
- * + validation; accepted messages re-encode canonically and survive JSON. */
+ * + validation; accepted messages re-encode canonically (by canonical.h's
+ * definition too), an accepted canonical input re-encodes to itself, and
+ * they survive JSON. */
 #include <kiln/build/build.h>
 
+#include "canonical.h"
 #include "fuzz.h"
+
+/* enc is canonical; if the input was, it is the input. */
+static void identity(const struct canon_msg *m, const uint8_t *data, size_t size,
+                     const struct kiln_buf *enc)
+{
+        FUZZ_CHECK(canon_check(m, enc->data, enc->len));
+        if (canon_check(m, data, size))
+                FUZZ_CHECK(enc->len == size && (size == 0 || !memcmp(enc->data, data, size)));
+}
 
 static void request(const uint8_t *data, size_t size)
 {
@@ -16,6 +28,7 @@ static void request(const uint8_t *data, size_t size)
         }
         struct kiln_buf enc = KILN_BUF_INIT, enc2 = KILN_BUF_INIT, enc3 = KILN_BUF_INIT;
         kiln_build_request_encode(&q, &enc);
+        identity(&canon_request, data, size, &enc);
         FUZZ_CHECK(kiln_build_request_decode(enc.data, enc.len, &again, &err) == 0);
         kiln_build_request_encode(&again, &enc2);
         FUZZ_CHECK(fuzz_buf_eq(&enc, &enc2));
@@ -44,6 +57,7 @@ static void build(const uint8_t *data, size_t size)
         }
         struct kiln_buf enc = KILN_BUF_INIT, enc2 = KILN_BUF_INIT, enc3 = KILN_BUF_INIT;
         kiln_build_encode(&b, &enc);
+        identity(&canon_build, data, size, &enc);
         FUZZ_CHECK(kiln_build_decode(enc.data, enc.len, &again, &err) == 0);
         kiln_build_encode(&again, &enc2);
         FUZZ_CHECK(fuzz_buf_eq(&enc, &enc2));

@@ -1,8 +1,11 @@
 /* castore Directory: decode + validation of any bytes; what is accepted
- * encodes canonically, decodes back to the same, and survives proto3 JSON. */
+ * encodes canonically (by canonical.h's definition), decodes back to the
+ * same, and survives proto3 JSON; an accepted canonical input re-encodes to
+ * itself. */
 #include <kiln/castore/castore.h>
 #include <kiln/castore/json.h>
 
+#include "canonical.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -16,6 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         struct kiln_buf enc = KILN_BUF_INIT, enc2 = KILN_BUF_INIT, enc3 = KILN_BUF_INIT;
         kiln_directory_encode(&d, &enc);
+        FUZZ_CHECK(canon_check(&canon_directory, enc.data, enc.len));
+        if (canon_check(&canon_directory, data, size))
+                FUZZ_CHECK(enc.len == size && (size == 0 || !memcmp(enc.data, data, size)));
         FUZZ_CHECK(kiln_directory_decode(enc.data, enc.len, &again, &err) == 0);
         kiln_directory_encode(&again, &enc2);
         FUZZ_CHECK(fuzz_buf_eq(&enc, &enc2));

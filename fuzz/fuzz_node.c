@@ -1,8 +1,11 @@
 /* castore Node: decode + validation (the first byte picks named or
- * anonymous); accepted nodes round-trip through the wire form and JSON. */
+ * anonymous); accepted nodes round-trip through the wire form and JSON, their
+ * encoding is canonical (canonical.h) and an accepted canonical input
+ * re-encodes to itself. */
 #include <kiln/castore/castore.h>
 #include <kiln/castore/json.h>
 
+#include "canonical.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -19,6 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         struct kiln_buf enc = KILN_BUF_INIT, enc2 = KILN_BUF_INIT;
         kiln_node_encode(&n, &enc);
+        FUZZ_CHECK(canon_check(&canon_node, enc.data, enc.len));
+        if (canon_check(&canon_node, data + 1, size - 1))
+                FUZZ_CHECK(enc.len == size - 1 && !memcmp(enc.data, data + 1, size - 1));
         FUZZ_CHECK(kiln_node_decode(enc.data, enc.len, naming, &again, &err) == 0);
         FUZZ_CHECK(kiln_node_eq(&n, &again));
         kiln_node_encode(&again, &enc2);

@@ -55,6 +55,7 @@ def node(kind, body):
 
 
 seeds = {t: [] for t in ["directory", "node", "build_request", "json", "url", "aterm", "nar", "blake3"]}
+seeds.update({t: [] for t in ["closure", "fastcdc", "blob_index"]})
 
 seeds["directory"] += [
     b"",
@@ -131,6 +132,75 @@ with open(os.path.join(here, "..", "tests", "fixtures", "blake3_test_vectors.jso
             body = bytes(i % 251 for i in range(n))
             seeds["blake3"].append(bytes([0x80 | 3, 5, 16, 1]) + body)
             seeds["blake3"].append(b"\0" + body)
+
+# fuzz_closure: flags (bit 0 root-to-leaves, bits 1..4 the root), the pool
+# size - 1, each pool Directory as [entries, then per entry: kind byte, name
+# byte, a digest byte (file) or a size byte (directory: >= 0xf0 is wrong)],
+# then steps (a pool index to add, 0xf0.. want, 0xff finish).
+def cl_file(name=0, digest=7):
+    return bytes([0x04, name, digest])
+
+
+def cl_dir(target, name=0, size=0):  # target: an earlier pool index (mod its position)
+    return bytes([2 | target << 2, name, size])
+
+
+cl_pool = (bytes([1]) + cl_file() + bytes([1]) + cl_dir(0)
+           + bytes([2]) + cl_dir(1) + cl_dir(0) + bytes([1, 1, 0]))  # d3: one symlink
+seeds["closure"] += [
+    bytes([0, 3]) + cl_pool + bytes([0, 1, 2]),                 # upload, in order
+    bytes([0, 3]) + cl_pool + bytes([0, 0, 1, 2, 2]),           # with duplicates
+    bytes([0, 3]) + cl_pool + bytes([1, 0, 2]),                 # child after parent
+    bytes([0, 3]) + cl_pool + bytes([0, 1, 2, 3]),              # disconnected
+    bytes([0, 3]) + cl_pool + bytes([0, 1, 0xff, 2]),           # finished early
+    bytes([1 | 2 << 1, 3]) + cl_pool + bytes([2, 1, 0]),        # download, in order
+    bytes([1 | 2 << 1, 3]) + cl_pool + bytes([2, 0, 0xf1, 1]),  # BFS order, want()
+    bytes([1 | 2 << 1, 3]) + cl_pool + bytes([2, 1]),           # incomplete
+    bytes([1 | 15 << 1, 3]) + cl_pool + bytes([0, 1, 2]),       # a root nobody has
+    # a wrong size, with a newline in the name of the edge
+    bytes([0, 1]) + bytes([1]) + cl_file() + bytes([1]) + cl_dir(0, name=10, size=0xf9) + bytes([0, 1]),
+    bytes([1 | 1 << 1, 1]) + bytes([1]) + cl_file() + bytes([1]) + cl_dir(0, size=0xff) + bytes([1, 0]),
+]
+
+# fuzz_fastcdc: avg and store flag, stretch, the number of update sizes,
+# the update sizes, the data.
+readme = open(os.path.join(here, "..", "README.md"), "rb").read()[:60000]
+seeds["fastcdc"] += [
+    bytes([0, 0x80 | 10, 0]) + b"seed",
+    bytes([0xc, 0x84, 3, 20, 200, 0]) + bytes(range(64)),
+    bytes([1, 0x7f, 0]) + bytes(16),
+    bytes([0xf5, 0xff, 2, 255, 7]) + b"some bytes to seed the generator",
+    bytes([6, 0, 4, 100, 3, 0, 130]) + readme,
+]
+
+# fuzz_blob_index: byte 0 even: the rest is index bytes.
+def bi_index(chunks, bao=b""):
+    out = b""
+    for digest, size in chunks:
+        out += field(2, field(1, digest) + (vfield(2, size) if size else b""))
+    return out + (field(3, bao) if bao else b"")
+
+
+seeds["blob_index"] += [b"\0", b"\0" + bi_index([(D, 100), (bytes(32), 7)]), b"\0" + bi_index([(D, 1)], b"bao"),
+                        b"\0" + bi_index([(D, 0)]), b"\0" + bi_index([(D[:31], 5)]), b"\0\xff\xff\xff"]
+
+
+# Odd byte 0: pieces ([len byte, how stored, bytes]), entries, read sizes, seeks.
+def bi_built(flags, pieces, entries, tail=bytes([5, 9, 200, 1, 0, 3, 0, 40])):
+    out = bytes([1 | flags, len(pieces) - 1])
+    for lb, plant, fill in pieces:
+        out += bytes([lb, plant]) + fill * (1 + lb * 2 % 512)
+    return out + bytes([len(entries)]) + bytes(entries) + tail
+
+
+seeds["blob_index"] += [
+    bi_built(0, [(10, 0, b"a"), (20, 1, b"b")], [0, 1]),
+    bi_built(0, [(10, 0, b"a"), (20, 3, b"b")], [0, 1]),               # garbage chunk
+    bi_built(2 | 4, [(10, 2, b"a"), (20, 0, b"b")], [0, 1, 0]),        # swapped fields, bao
+    bi_built(0, [(10, 0, b"a"), (20, 0, b"b")], [0, 0x80 | 1, 5]),     # wrong size
+    bi_built(2 << 3, [(10, 0, b"a"), (20, 0, b"b")], [0, 1]),          # wrong blob digest
+    bi_built(0, [(10, 5, b"a"), (20, 4, b"b")], [0, 1, 0x40]),         # absent, other bytes
+]
 
 for target, inputs in seeds.items():
     d = os.path.join(out, target)
