@@ -91,4 +91,6 @@ void svc_blob_put(struct srv_call *c);
 void svc_directory_get(struct srv_call *c);
 void svc_directory_put(struct srv_call *c);
 void svc_build_do_build(struct srv_call *c);
+/* snix.build.v1.BuildService/DoBuild: the same build, Snix's BuildResponse. */
+void svc_build_do_build_snix(struct srv_call *c);
 void svc_health_check(struct srv_call *c);

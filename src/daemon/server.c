@@ -26,6 +26,14 @@ enum {
         M_DIR_PUT,
         M_BUILD,
         M_HEALTH_CHECK,
+        /* The same services under Snix's package names (same messages, but
+         * for DoBuild's answer). */
+        M_SNIX_BLOB_STAT,
+        M_SNIX_BLOB_READ,
+        M_SNIX_BLOB_PUT,
+        M_SNIX_DIR_GET,
+        M_SNIX_DIR_PUT,
+        M_SNIX_BUILD,
         M_COUNT,
 };
 
@@ -37,6 +45,12 @@ static const struct srv_method methods[M_COUNT] = {
         [M_DIR_PUT] = {"/tvix.castore.v1.DirectoryService/Put", false, svc_directory_put},
         [M_BUILD] = {"/tvix.build.v1.BuildService/DoBuild", true, svc_build_do_build},
         [M_HEALTH_CHECK] = {"/grpc.health.v1.Health/Check", true, svc_health_check},
+        [M_SNIX_BLOB_STAT] = {"/snix.castore.v1.BlobService/Stat", true, svc_blob_stat},
+        [M_SNIX_BLOB_READ] = {"/snix.castore.v1.BlobService/Read", true, svc_blob_read},
+        [M_SNIX_BLOB_PUT] = {"/snix.castore.v1.BlobService/Put", false, svc_blob_put},
+        [M_SNIX_DIR_GET] = {"/snix.castore.v1.DirectoryService/Get", true, svc_directory_get},
+        [M_SNIX_DIR_PUT] = {"/snix.castore.v1.DirectoryService/Put", false, svc_directory_put},
+        [M_SNIX_BUILD] = {"/snix.build.v1.BuildService/DoBuild", true, svc_build_do_build_snix},
 };
 
 #define DEFAULT_MAX_CALLS 256

@@ -1,4 +1,5 @@
-/* tvix.build.v1.BuildService/DoBuild: the request is validated
+/* tvix.build.v1.BuildService/DoBuild (and snix.build.v1's, which answers
+ * Snix's BuildResponse): the request is validated
  * (INVALID_ARGUMENT with upstream's message), then built by the configured
  * build service on this call's thread. A second thread waits for the call's
  * close notification and triggers the build's kiln_cancel when the client
@@ -24,7 +25,7 @@ static void *watch_close(void *arg)
         return NULL;
 }
 
-void svc_build_do_build(struct srv_call *c)
+static void do_build(struct srv_call *c, bool snix)
 {
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         _cleanup_(kiln_buf_done) struct kiln_buf in = KILN_BUF_INIT;
@@ -47,7 +48,7 @@ void svc_build_do_build(struct srv_call *c)
                 srv_fail(c, err);
         } else {
                 _cleanup_(kiln_buf_done) struct kiln_buf out = KILN_BUF_INIT;
-                kiln_build_encode(&build, &out);
+                (snix ? kiln_build_encode_snix : kiln_build_encode)(&build, &out);
                 kiln_build_done(&build);
                 srv_finish(c, GRPC_STATUS_OK, NULL, kiln_rpc_bb_copy(out.data, out.len));
         }
@@ -55,4 +56,14 @@ void svc_build_do_build(struct srv_call *c)
         /* The close notification arrives once the status is out. */
         if (watching)
                 pthread_join(watcher, NULL);
+}
+
+void svc_build_do_build(struct srv_call *c)
+{
+        do_build(c, false);
+}
+
+void svc_build_do_build_snix(struct srv_call *c)
+{
+        do_build(c, true);
 }

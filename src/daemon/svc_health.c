@@ -9,6 +9,9 @@ static const char *const served[] = {
         "tvix.castore.v1.BlobService",
         "tvix.castore.v1.DirectoryService",
         "tvix.build.v1.BuildService",
+        "snix.castore.v1.BlobService",
+        "snix.castore.v1.DirectoryService",
+        "snix.build.v1.BuildService",
         "grpc.health.v1.Health",
 };
 

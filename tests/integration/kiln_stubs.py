@@ -10,6 +10,12 @@ PROTOS = [
     "tvix/castore/protos/rpc_directory.proto",
     "tvix/build/protos/build.proto",
     "tvix/build/protos/rpc_build.proto",
+    # Snix's names for the same services (package snix.*, Node -> Entry)
+    "snix/castore/protos/castore.proto",
+    "snix/castore/protos/rpc_blobstore.proto",
+    "snix/castore/protos/rpc_directory.proto",
+    "snix/build/protos/build.proto",
+    "snix/build/protos/rpc_build.proto",
 ]
 PLUGIN = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
 

@@ -86,6 +86,8 @@ KILN_PUBLIC void kiln_build_request_encode(const struct kiln_build_request *r,
 KILN_PUBLIC int kiln_build_decode(const void *data, size_t len, struct kiln_build *ret,
                                   struct kiln_error **err);
 KILN_PUBLIC void kiln_build_encode(const struct kiln_build *b, struct kiln_buf *out);
+/* The same outcome as Snix's snix.build.v1.BuildResponse (no request in it). */
+KILN_PUBLIC void kiln_build_encode_snix(const struct kiln_build *b, struct kiln_buf *out);
 
 /* proto3 JSON (see json.h). */
 KILN_PUBLIC json_t *kiln_build_request_to_json(const struct kiln_build_request *r);
