@@ -74,4 +74,45 @@ complete_line "$root/bin/kiln" nix nar-hash --s | grep -qx -- --sri ||
 mkdir "$T/files" && touch "$T/files/some-input"
 (cd "$T/files" && complete_line "$root/bin/kiln" hash so) | grep -qx some-input ||
         fail "completing a file argument did not give the file"
-echo "install: binaries, man page, completion and docs as expected"
+# The systemd units: installed, accepted by systemd-analyze (on a copy whose
+# ExecStart names the staged kiln), and the daemon started the way the
+# socket unit starts it, by systemd's own activator, serves on the socket.
+units=$stage$prefix/lib/systemd/system
+for u in kiln.service kiln.socket; do
+        [ -e "$units/$u" ] || fail "make install did not install $u"
+done
+grep -qx "ExecStart=$prefix/bin/kiln daemon -l sd-listen" "$units/kiln.service" ||
+        fail "kiln.service runs: $(grep ExecStart "$units/kiln.service")"
+if command -v systemd-analyze >/dev/null; then
+        mkdir "$T/units"
+        sed "s|^ExecStart=$prefix/|ExecStart=$root/|" "$units/kiln.service" >"$T/units/kiln.service"
+        cp "$units/kiln.socket" "$T/units/"
+        systemd-analyze verify --man=no "$T/units/kiln.service" "$T/units/kiln.socket" \
+                >"$T/verify.log" 2>&1 || fail "systemd-analyze rejects the units: $(cat "$T/verify.log")"
+        [ ! -s "$T/verify.log" ] || fail "systemd-analyze warns: $(cat "$T/verify.log")"
+fi
+if command -v systemd-socket-activate >/dev/null; then
+        exec_args=$(sed -n "s|^ExecStart=$prefix/bin/kiln ||p" "$units/kiln.service")
+        # shellcheck disable=SC2086 # the unit's arguments, split as systemd splits these
+        KILN_HOME=$T/act-home systemd-socket-activate -l "$T/act.sock" \
+                "$root/bin/kiln" $exec_args >"$T/act.out" 2>"$T/act.err" &
+        act_pid=$!
+        cleanup_hooks="kill $act_pid 2>/dev/null || true; $cleanup_hooks"
+        i=0
+        until [ -S "$T/act.sock" ]; do
+                i=$((i + 1)); [ $i -lt 100 ] || fail "systemd-socket-activate did not listen"
+                sleep 0.05
+        done
+        echo activated >"$T/act-file"
+        # the first connection starts the daemon, which takes the socket
+        d=$("$root/bin/kiln" import --blob-service-addr "grpc+unix://$T/act.sock" \
+                --directory-service-addr "grpc+unix://$T/act.sock" "$T/act-file" | json node.file.digest) ||
+                fail "import through the socket-activated daemon: $(cat "$T/act.err")"
+        [ "$("$root/bin/kiln" cat --blob-service-addr "grpc+unix://$T/act.sock" "b3:$d")" = activated ] ||
+                fail "cat through the socket-activated daemon"
+        grep -q "^listening on sd-listen (fd 3 unix:$T/act.sock)$" "$T/act.out" ||
+                fail "the activated daemon says: $(cat "$T/act.out" "$T/act.err")"
+        kill -TERM "$act_pid"
+        wait "$act_pid" || fail "the activated daemon exited with status $?"
+fi
+echo "install: binaries, man page, completion, docs and systemd units as expected"
