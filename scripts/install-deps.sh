@@ -12,7 +12,7 @@ liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev libseccomp-dev libssl-dev
 libcmocka-dev libsimde-dev
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 runc crun busybox-static util-linux procps haproxy openssl
-b3sum nix-bin help2man openssh-server
+b3sum nix-bin help2man openssh-server systemd
 clang libclang-rt-14-dev
 "
 BENCH_PACKAGES="hyperfine socat bubblewrap casync"

@@ -83,15 +83,17 @@ for u in kiln.service kiln.socket; do
 done
 grep -qx "ExecStart=$prefix/bin/kiln daemon -l sd-listen" "$units/kiln.service" ||
         fail "kiln.service runs: $(grep ExecStart "$units/kiln.service")"
-if command -v systemd-analyze >/dev/null; then
+command -v systemd-analyze >/dev/null || fail "systemd-analyze is missing (package systemd)"
+command -v systemd-socket-activate >/dev/null || fail "systemd-socket-activate is missing"
+{
         mkdir "$T/units"
         sed "s|^ExecStart=$prefix/|ExecStart=$root/|" "$units/kiln.service" >"$T/units/kiln.service"
         cp "$units/kiln.socket" "$T/units/"
         systemd-analyze verify --man=no "$T/units/kiln.service" "$T/units/kiln.socket" \
                 >"$T/verify.log" 2>&1 || fail "systemd-analyze rejects the units: $(cat "$T/verify.log")"
         [ ! -s "$T/verify.log" ] || fail "systemd-analyze warns: $(cat "$T/verify.log")"
-fi
-if command -v systemd-socket-activate >/dev/null; then
+}
+{
         exec_args=$(sed -n "s|^ExecStart=$prefix/bin/kiln ||p" "$units/kiln.service")
         # shellcheck disable=SC2086 # the unit's arguments, split as systemd splits these
         KILN_HOME=$T/act-home systemd-socket-activate -l "$T/act.sock" \
@@ -114,5 +116,5 @@ if command -v systemd-socket-activate >/dev/null; then
                 fail "the activated daemon says: $(cat "$T/act.out" "$T/act.err")"
         kill -TERM "$act_pid"
         wait "$act_pid" || fail "the activated daemon exited with status $?"
-fi
+}
 echo "install: binaries, man page, completion, docs and systemd units as expected"
