@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include <kiln/build/action_cache.h>
 #include <kiln/runner/runner.h>
 
 #include "cli.h"
@@ -26,6 +27,21 @@ int cli_build_service_open(struct cli_stores *s, const char *url,
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         if (kiln_build_service_open(u, s->blobs, s->dirs, ret, &err) < 0)
                 return cli_fail(err);
+        return 0;
+}
+
+int cli_build_service_cache(struct cli_stores *s, const char *url,
+                            struct kiln_build_service **svc)
+{
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        struct kiln_action_cache *cache = NULL;
+        _cleanup_free_ char *def = NULL;
+        if (!url)
+                url = def = kiln_default_action_cache_url();
+        if (strcmp(url, "none") && strcmp(kiln_build_service_name(*svc), "grpc") &&
+            kiln_action_cache_open(url, &cache, &err) < 0)
+                return cli_fail(err);
+        *svc = kiln_build_service_cached_new(*svc, cache, s->blobs, s->dirs);
         return 0;
 }
 

@@ -83,6 +83,16 @@ void cli_stores_close(struct cli_stores *s);
  * must be open and outlive it). Prints the error and returns 1 on failure. */
 int cli_build_service_open(struct cli_stores *s, const char *url,
                            struct kiln_build_service **ret);
+/* Puts the caching build service (kiln/build/action_cache.h) in front of
+ * *svc: identical requests in flight run once, and with an action cache
+ * (`url`, else lmdb://$KILN_HOME/action-cache; "none": no cache) a finished
+ * build is remembered and answered again while its outputs are in the
+ * stores of `s`. A grpc+… build service gets no cache (the daemon behind it
+ * keeps its own). Prints the error and returns 1 on failure (*svc is then
+ * still the caller's). */
+int cli_build_service_cache(struct cli_stores *s, const char *url,
+                            struct kiln_build_service **svc);
+
 /* Runs a build, showing the phase and elapsed time on stderr while it runs
  * when stderr is a terminal; SIGINT/SIGTERM cancel it. */
 int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,

@@ -10,13 +10,19 @@ static const char usage[] =
         "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
         "                                sandbox://$KILN_HOME/bundles, or oci:// where\n"
         "                                user namespaces are off)\n"
-        "  --timeout SECONDS             kill the build after this long\n" CLI_STORE_USAGE;
+        "  --timeout SECONDS             kill the build after this long\n"
+        "  --no-cache                    build even if the action cache remembers this\n"
+        "                                request, and do not remember it (default: the\n"
+        "                                cache lmdb://$KILN_HOME/action-cache answers a\n"
+        "                                request built before whose outputs are stored)\n"
+        CLI_STORE_USAGE;
 
 int cmd_build(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"timeout", required_argument, NULL, 't'},
+                {"no-cache", no_argument, NULL, 'C'},
                 {"help", no_argument, NULL, 'h'},
                 CLI_STORE_OPTIONS,
                 {},
@@ -24,6 +30,7 @@ int cmd_build(int argc, char **argv)
         struct cli_stores stores = {0};
         const char *build_url = NULL;
         unsigned timeout = 0;
+        bool no_cache = false;
         int c;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 if (cli_stores_option(&stores, c, optarg))
@@ -41,6 +48,9 @@ int cmd_build(int argc, char **argv)
                         timeout = (unsigned)v;
                         break;
                 }
+                case 'C':
+                        no_cache = true;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         return 0;
@@ -66,7 +76,8 @@ int cmd_build(int argc, char **argv)
         int status = 1;
         struct kiln_build_service *svc = NULL;
         if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS) == 0 &&
-            cli_build_service_open(&stores, build_url, &svc) == 0) {
+            cli_build_service_open(&stores, build_url, &svc) == 0 &&
+            (no_cache || cli_build_service_cache(&stores, NULL, &svc) == 0)) {
                 struct kiln_build build;
                 if (cli_build_run(svc, &req, timeout, &build, &err) < 0) {
                         status = cli_fail(err);

@@ -29,6 +29,11 @@ static const char usage[] =
         "                                sandbox://$KILN_HOME/bundles, or oci:// where\n"
         "                                user namespaces are off)\n"
         "  --max-calls N                 calls served at once (default 256)\n"
+        "  --action-cache URL|none       where finished builds are remembered, so that an\n"
+        "                                identical request is answered without building\n"
+        "                                (default: lmdb://$KILN_HOME/action-cache; also\n"
+        "                                memory://; ?max-entries=N bounds it, default\n"
+        "                                100000, least recently used evicted first)\n"
         "  --tls-cert FILE, --tls-key FILE\n"
         "                                serve TLS (PEM certificate chain and key) on\n"
         "                                host:port and @name addresses; socket paths stay\n"
@@ -58,6 +63,7 @@ static void on_signal(int sig)
 
 struct daemon_args {
         const char *build_url;
+        const char *action_cache;
         const char **listen;
         size_t n_listen;
         unsigned max_calls;
@@ -75,6 +81,7 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                 {"tls-cert", required_argument, NULL, 'C'},
                 {"tls-key", required_argument, NULL, 'K'},
                 {"tls-client-ca", required_argument, NULL, 'R'},
+                {"action-cache", required_argument, NULL, 'A'},
                 CLI_STORE_OPTIONS,
                 {},
         };
@@ -93,6 +100,9 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                         break;
                 case CLI_OPT_BUILD_ADDR:
                         a->build_url = optarg;
+                        break;
+                case 'A':
+                        a->action_cache = optarg;
                         break;
                 case 'C':
                         a->tls_cert = optarg;
@@ -216,6 +226,8 @@ int cmd_daemon(int argc, char **argv)
         _cleanup_free_ char *listening = NULL;
         if (cli_stores_open(&stores, CLI_BLOBS | CLI_DIRS) ||
             cli_build_service_open(&stores, a.build_url, &builds))
+                goto out;
+        if (cli_build_service_cache(&stores, a.action_cache, &builds))
                 goto out;
         const char *notice = kiln_build_service_notice(builds);
         if (notice)

@@ -21,6 +21,7 @@ static const char usage[] =
         "  -j, --jobs N                  derivations built at once (default: number of CPUs)\n"
         "  -Q, --no-build-output         do not show build logs (a failure still shows\n"
         "                                its log's tail)\n"
+        "  --no-cache                    build even what the action cache remembers\n"
         "  --cores N                     NIX_BUILD_CORES of builds (default: number of CPUs,\n"
         "                                as Nix's cores setting)\n"
         "  --bin-sh                      give builds a /bin/sh (Nix's sandbox-paths default\n"
@@ -61,7 +62,7 @@ static bool parse_count(const char *s, unsigned max, unsigned *ret)
 }
 
 static int run(struct cli_stores *stores, struct kiln_nixbuild_options *o, const char *build_url,
-               char **drvs, size_t n)
+               bool no_cache, char **drvs, size_t n)
 {
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         _cleanup_(kiln_cancel_freep) struct kiln_cancel *cancel = kiln_cancel_new();
@@ -69,6 +70,10 @@ static int run(struct cli_stores *stores, struct kiln_nixbuild_options *o, const
                 return 1;
         if (cli_build_service_open(stores, build_url, &o->builds))
                 return 1;
+        if (!no_cache && cli_build_service_cache(stores, NULL, &o->builds)) {
+                kiln_build_service_free(o->builds);
+                return 1;
+        }
         int status = 1;
         if (kiln_nix_pathinfo_store_open(NULL, &o->pathinfo, &err) < 0) {
                 cli_fail(err);
@@ -105,13 +110,14 @@ out:
 
 int cmd_nix_build(int argc, char **argv)
 {
-        enum { OPT_CORES = 0x200, OPT_BIN_SH, OPT_NIX_DAEMON };
+        enum { OPT_CORES = 0x200, OPT_BIN_SH, OPT_NIX_DAEMON, OPT_NO_CACHE };
         static const struct option opts[] = {
                 {"jobs", required_argument, NULL, 'j'},
                 {"no-build-output", no_argument, NULL, 'Q'},
                 {"cores", required_argument, NULL, OPT_CORES},
                 {"bin-sh", no_argument, NULL, OPT_BIN_SH},
                 {"nix-daemon", required_argument, NULL, OPT_NIX_DAEMON},
+                {"no-cache", no_argument, NULL, OPT_NO_CACHE},
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"help", no_argument, NULL, 'h'},
                 CLI_STORE_OPTIONS,
@@ -125,6 +131,7 @@ int cmd_nix_build(int argc, char **argv)
                 .log = log_line,
         };
         const char *build_url = NULL;
+        bool no_cache = false;
         int c;
         while ((c = getopt_long(argc, argv, "hj:Q", opts, NULL)) != -1) {
                 if (cli_stores_option(&stores, c, optarg))
@@ -147,6 +154,9 @@ int cmd_nix_build(int argc, char **argv)
                 case OPT_NIX_DAEMON:
                         o.nix_daemon = optarg;
                         break;
+                case OPT_NO_CACHE:
+                        no_cache = true;
+                        break;
                 case CLI_OPT_BUILD_ADDR:
                         build_url = optarg;
                         break;
@@ -167,7 +177,7 @@ int cmd_nix_build(int argc, char **argv)
                         return cli_usage_error("nix build", "'%s' is not a /nix/store/...drv path",
                                                argv[i]);
         }
-        int status = run(&stores, &o, build_url, argv + optind, (size_t)(argc - optind));
+        int status = run(&stores, &o, build_url, no_cache, argv + optind, (size_t)(argc - optind));
         cli_stores_close(&stores);
         return status;
 }

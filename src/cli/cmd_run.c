@@ -22,6 +22,7 @@ static const char usage[] =
         "  --bin-sh                      provide a static /bin/sh\n"
         "  --timeout SECONDS             kill the build after this long\n"
         "  --export DIR                  write the outputs to DIR/<basename>\n"
+        "  --no-cache                    build even if the action cache remembers this build\n"
         "  --build-service-addr URL      build service (default: kiln's sandbox, see kiln build)\n"
         CLI_STORE_USAGE;
 
@@ -86,6 +87,7 @@ struct run_args {
         struct kiln_strv extra_needles;
         const char *build_url, *export_dir;
         unsigned timeout;
+        bool no_cache;
 };
 
 static void run_args_done(struct run_args *a)
@@ -124,6 +126,7 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores,
                 {"bin-sh", no_argument, NULL, 'B'},
                 {"timeout", required_argument, NULL, 't'},
                 {"export", required_argument, NULL, 'x'},
+                {"no-cache", no_argument, NULL, 'C'},
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"help", no_argument, NULL, 'h'},
                 CLI_STORE_OPTIONS,
@@ -180,6 +183,9 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores,
                 }
                 case 'x':
                         a->export_dir = optarg;
+                        break;
+                case 'C':
+                        a->no_cache = true;
                         break;
                 case CLI_OPT_BUILD_ADDR:
                         a->build_url = optarg;
@@ -314,6 +320,10 @@ int cmd_run(int argc, char **argv)
         struct kiln_build_service *svc = NULL;
         if (cli_build_service_open(&stores, a.build_url, &svc))
                 goto out;
+        if (!a.no_cache && cli_build_service_cache(&stores, NULL, &svc)) {
+                kiln_build_service_free(svc);
+                goto out;
+        }
         struct kiln_build build;
         int r = cli_build_run(svc, &req, a.timeout, &build, &err);
         kiln_build_service_free(svc);

@@ -5,10 +5,16 @@
  * close notification and triggers the build's kiln_cancel when the client
  * cancels, disconnects or passes its deadline, or the server shuts down.
  * Build failures map through kiln_rpc_status_from_errno() (the dummy
- * service's failure is INTERNAL, as upstream). */
+ * service's failure is INTERNAL, as upstream). With KILN_LOG=debug, a
+ * request answered by the action cache or by an identical build in flight
+ * logs one line saying so (the caching build service reports it as a
+ * phase). */
 #include <pthread.h>
 
+#include <kiln/build/action_cache.h>
+
 #include "call.h"
+#include "log.h"
 
 struct watch {
         struct srv_call *call;
@@ -23,6 +29,23 @@ static void *watch_close(void *arg)
         if (w->call->cancelled)
                 kiln_cancel_trigger(w->cancel);
         return NULL;
+}
+
+struct phase_log {
+        const struct kiln_build_request *req;
+};
+
+static void log_phase(void *userdata, const char *phase)
+{
+        const struct phase_log *p = userdata;
+        const char *what = !strcmp(phase, "cache-hit") ? "cache hit, answered from the action cache"
+                           : !strcmp(phase, "joined") ? "joined an identical build in flight"
+                                                      : NULL;
+        if (!what || !daemon_log_debug_enabled())
+                return;
+        struct kiln_digest id;
+        kiln_build_request_identity(p->req, &id);
+        daemon_log_debug("DoBuild %s: %s", KILN_DIGEST_B64(&id), what);
 }
 
 static void do_build(struct srv_call *c, bool snix)
@@ -41,7 +64,8 @@ static void do_build(struct srv_call *c, bool snix)
         struct watch w = {.call = c, .cancel = cancel};
         pthread_t watcher;
         bool watching = !c->close_done && pthread_create(&watcher, NULL, watch_close, &w) == 0;
-        struct kiln_build_call call = {.cancel = cancel};
+        struct phase_log pl = {.req = &req};
+        struct kiln_build_call call = {.cancel = cancel, .progress = log_phase, .userdata = &pl};
         struct kiln_build build = {0};
         r = kiln_build_service_build(srv_builds(c), &req, &call, &build, &err);
         if (r < 0) {

@@ -106,9 +106,10 @@ kill -TERM $pid
 wait $pid && fail "cancelled build succeeded"
 grep -q "cancelled" "$T/cancel.err" || fail "cancel message: $(cat "$T/cancel.err")"
 
-# concurrency: with concurrency=1, three builds never overlap
+# concurrency: with concurrency=1, three builds never overlap (three
+# different requests: the action cache would answer identical ones)
 for i in 1 2 3; do
-	kiln run --build-service-addr "$backend://$bundles?concurrency=1" --input busybox=$bb --output out -- \
+	kiln run --build-service-addr "$backend://$bundles?concurrency=1" --env I=$i --input busybox=$bb --output out -- \
 		/inputs/busybox sh -c '/inputs/busybox cut -d" " -f1 /proc/uptime > /out/t; /inputs/busybox sleep 0.5; /inputs/busybox cut -d" " -f1 /proc/uptime >> /out/t' \
 		>"$T/c$i" &
 done

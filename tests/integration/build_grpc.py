@@ -121,18 +121,21 @@ def test_deadline_and_cancel():
 
 
 def test_concurrent():
-    """The daemon runs with concurrency=1: builds wait in order, never overlap."""
+    """The daemon runs with concurrency=1: builds wait in order, never overlap.
+    The requests differ (an environment variable), or the daemon would run
+    them as one build."""
     script = ("cut -d' ' -f1 /proc/uptime > /nix/store/t; sleep 0.5; "
               "cut -d' ' -f1 /proc/uptime >> /nix/store/t")
     results = []
 
-    def one():
+    def one(i):
+        env = [BR.EnvVar(key="I", value=b"%d" % i), BR.EnvVar(key="PATH", value=b"/bin")]
         b = builds.DoBuild(request(script.replace("cut", "/nix/store/busybox cut")
                                    .replace("sleep", "/nix/store/busybox sleep"),
-                                   ["nix/store/t"]), timeout=120)
+                                   ["nix/store/t"], environment_vars=env), timeout=120)
         results.append([float(x) for x in read_blob(b.outputs[0].file.digest).split()])
 
-    threads = [threading.Thread(target=one) for _ in range(3)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:

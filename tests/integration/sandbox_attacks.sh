@@ -69,7 +69,8 @@ build() {
 	rm -rf "$D/x"
 	t0=$(date +%s)
 	# shellcheck disable=SC2086 # X and O are lists of options
-	timeout -k 5 "$LIMIT" "$KILN_BIN" run --build-service-addr "$url" \
+	# --no-cache: the same attack runs on every backend and under other limits
+	timeout -k 5 "$LIMIT" "$KILN_BIN" run --no-cache --build-service-addr "$url" \
 		--input attack="$ATTACK" --input busybox="$BB" --export "$D/x" $X $O "$@" \
 		>"$D/out" 2>"$D/err"
 	RC=$?
@@ -215,7 +216,7 @@ JSON
 # kbuild REQUEST: kiln build on $BACKEND; like build.
 kbuild() {
 	url=$(service_url) || { RC=99; return; }
-	timeout -k 5 "$LIMIT" "$KILN_BIN" build --build-service-addr "$url" "$1" >"$D/out" 2>"$D/err"
+	timeout -k 5 "$LIMIT" "$KILN_BIN" build --no-cache --build-service-addr "$url" "$1" >"$D/out" 2>"$D/err"
 	RC=$?
 }
 # The content of output $1 (index) of a kiln build result.
