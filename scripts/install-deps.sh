@@ -9,7 +9,7 @@ build-essential pkg-config meson ninja-build
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libfuse3-dev fuse3
 liblmdb-dev libzstd-dev libjansson-dev libsystemd-dev libseccomp-dev libssl-dev
-libcmocka-dev libsimde-dev
+libcmocka-dev libsimde-dev libmicrohttpd-dev
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 runc crun busybox-static util-linux procps haproxy openssl
 b3sum nix-bin help2man openssh-server systemd

@@ -12,6 +12,9 @@
 #include <kiln/store/store.h>
 
 int cmd_hash(int argc, char **argv);
+/* `kiln nix serve` relayed to a `kiln nix serve --listen` (serve_relay.c):
+ * the exit status, or -1 when kiln-core is to serve the session itself. */
+int serve_relay(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
@@ -36,6 +39,9 @@ int cli_dispatch(const char *prog, const struct cli_verb *verbs, int width, int 
 int cli_fail(const struct kiln_error *e);
 /* Prints "kiln: <formatted>" on stderr; returns 1. */
 int cli_failf(const char *fmt, ...) _printf_(1, 2);
+/* FUSE reads served by this process's mounts (builds' inputs included);
+ * false in a build without FUSE. */
+bool cli_fuse_read_stats(uint64_t *reads, uint64_t *bytes);
 /* For a bad command line: prints "kiln <verb>: <formatted>" and a hint;
  * returns the exit status 2. */
 int cli_usage_error(const char *verb, const char *fmt, ...) _printf_(2, 3);

@@ -7,6 +7,7 @@
 #include <kiln/util/fsutil.h>
 
 #include "cli.h"
+#include "metrics.h"
 #include "server.h"
 
 /* A unix socket only the daemon's user may use by default: the services have
@@ -39,7 +40,9 @@ static const char usage[] =
         "                                host:port and @name addresses; socket paths stay\n"
         "                                plaintext, sd-listen is refused\n"
         "  --tls-client-ca FILE          with TLS, accept only clients whose certificate\n"
-        "                                this CA signed (mTLS)\n\n"
+        "                                this CA signed (mTLS)\n"
+        "  --metrics-listen HOST:PORT    serve Prometheus metrics over HTTP at /metrics\n"
+        "                                (prints \"metrics on HOST:PORT\")\n\n"
         "Prints \"listening on ADDR\" once ready. Set KILN_LOG=debug to log every call.\n";
 
 static struct kiln_server *running;
@@ -68,6 +71,7 @@ struct daemon_args {
         size_t n_listen;
         unsigned max_calls;
         const char *tls_cert, *tls_key, *tls_client_ca;
+        const char *metrics_listen;
 };
 
 /* -1 to go on, else the exit status (0 after --help, 2 for a usage error). */
@@ -81,6 +85,7 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                 {"tls-cert", required_argument, NULL, 'C'},
                 {"tls-key", required_argument, NULL, 'K'},
                 {"tls-client-ca", required_argument, NULL, 'R'},
+                {"metrics-listen", required_argument, NULL, 'M'},
                 {"action-cache", required_argument, NULL, 'A'},
                 CLI_STORE_OPTIONS,
                 {},
@@ -112,6 +117,9 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                         break;
                 case 'R':
                         a->tls_client_ca = optarg;
+                        break;
+                case 'M':
+                        a->metrics_listen = optarg;
                         break;
                 case 'm': {
                         char *end;
@@ -189,6 +197,34 @@ static int listen_all(struct kiln_server *srv, const struct daemon_args *a, char
         return 0;
 }
 
+static void render_metrics(void *ud, struct kiln_buf *out)
+{
+        kiln_server_metrics(ud, out);
+        uint64_t reads, bytes;
+        if (cli_fuse_read_stats(&reads, &bytes)) {
+                kiln_metrics_put(out, "kiln_fuse_reads_total", "counter",
+                                 "FUSE reads answered (build inputs, kiln mount).", reads);
+                kiln_metrics_put(out, "kiln_fuse_read_bytes_total", "counter",
+                                 "Bytes of FUSE reads answered.", bytes);
+        }
+}
+
+/* Starts the /metrics endpoint if asked for: 0, or 1 after printing the
+ * failure. */
+static int start_metrics(struct kiln_server *srv, const struct daemon_args *a,
+                         struct kiln_metrics_http **ret)
+{
+        *ret = NULL;
+        if (!a->metrics_listen)
+                return 0;
+        _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
+        _cleanup_free_ char *desc = NULL;
+        if (kiln_metrics_http_start(a->metrics_listen, render_metrics, srv, ret, &desc, &err) < 0)
+                return cli_fail(err);
+        printf("metrics on %s\n", desc);
+        return 0;
+}
+
 /* Serves until SIGTERM or SIGINT; the exit status. */
 static int serve(struct kiln_server *srv, const char *listening)
 {
@@ -242,8 +278,11 @@ int cmd_daemon(int argc, char **argv)
                 cli_fail(err);
                 goto out;
         }
-        if (set_tls(srv, &a) == 0 && listen_all(srv, &a, &listening) == 0)
+        struct kiln_metrics_http *metrics = NULL;
+        if (set_tls(srv, &a) == 0 && listen_all(srv, &a, &listening) == 0 &&
+            start_metrics(srv, &a, &metrics) == 0)
                 status = serve(srv, listening);
+        kiln_metrics_http_stop(metrics);
 out:
         kiln_server_free(srv);
         kiln_build_service_free(builds);

@@ -191,6 +191,12 @@ static int serve(struct kiln_fuse *f, struct signal_thread *st, const char *moun
         return r < 0 ? cli_fail(err) : 0;
 }
 
+bool cli_fuse_read_stats(uint64_t *reads, uint64_t *bytes)
+{
+        kiln_fuse_read_stats(reads, bytes);
+        return true;
+}
+
 int cmd_mount(int argc, char **argv)
 {
         struct cli_stores stores = {0};

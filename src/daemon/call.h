@@ -79,6 +79,9 @@ void srv_finishf(struct srv_call *c, grpc_status_code status, const char *fmt, .
 /* Ends the call with the status kiln_rpc_status_from_errno(e->code). */
 void srv_fail(struct srv_call *c, const struct kiln_error *e);
 
+/* The server's metrics (metrics.h). */
+struct srv_metrics *srv_metrics(const struct srv_call *c);
+
 /* The services' stores. */
 struct kiln_blob_service *srv_blobs(const struct srv_call *c);
 struct kiln_directory_service *srv_dirs(const struct srv_call *c);

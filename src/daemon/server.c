@@ -17,6 +17,7 @@
 #include "call.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics.h"
 
 enum {
         M_BLOB_STAT,
@@ -77,7 +78,22 @@ struct kiln_server {
         pthread_cond_t idle; /* signalled when a call thread ends */
         unsigned active;     /* call threads running */
         uint8_t shutdown_tag;
+        const char *method_names[M_COUNT];
+        struct srv_metrics metrics;
 };
+
+struct srv_metrics *srv_metrics(const struct srv_call *c)
+{
+        return &c->srv->metrics;
+}
+
+void kiln_server_metrics(struct kiln_server *s, struct kiln_buf *out)
+{
+        pthread_mutex_lock(&s->lock);
+        unsigned open = s->active;
+        pthread_mutex_unlock(&s->lock);
+        srv_metrics_render(&s->metrics, open, out);
+}
 
 struct kiln_blob_service *srv_blobs(const struct srv_call *c)
 {
@@ -106,6 +122,9 @@ int kiln_server_new(const struct kiln_server_config *cfg, struct kiln_server **r
                 s->cfg.grace_ms = DEFAULT_GRACE_MS;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->idle, NULL);
+        for (int i = 0; i < M_COUNT; i++)
+                s->method_names[i] = methods[i].path;
+        srv_metrics_init(&s->metrics, s->method_names, M_COUNT);
         kiln_rpc_init();
         /* kiln's shared arguments, and: gRPC sets SO_REUSEPORT by default,
          * which would let a second daemon bind the same TCP port and
@@ -198,6 +217,12 @@ static void *call_thread(void *arg)
                 unimplemented(c);
         if (!c->finished)
                 srv_finish(c, GRPC_STATUS_INTERNAL, "the handler did not answer", NULL);
+        size_t m = c->method ? (size_t)(c->method - methods) : M_COUNT;
+        unsigned code = (unsigned)c->status < SRV_STATUS_CODES ? (unsigned)c->status
+                                                                 : GRPC_STATUS_UNKNOWN;
+        atomic_fetch_add(&s->metrics.calls[m][code], 1);
+        atomic_fetch_add(&s->metrics.bytes_in[m], c->bytes_in);
+        atomic_fetch_add(&s->metrics.bytes_out[m], c->bytes_out);
         srv_call_free(c);
         pthread_mutex_lock(&s->lock);
         s->active--;
@@ -352,6 +377,7 @@ void kiln_server_free(struct kiln_server *s)
         }
         grpc_completion_queue_destroy(s->cq);
         srv_listeners_done(&s->listeners);
+        srv_metrics_done(&s->metrics);
         pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->lock);
         free(s);

@@ -42,6 +42,8 @@ int kiln_server_listen(struct kiln_server *s, const char *addr, char **ret_desc,
 int kiln_server_set_tls(struct kiln_server *s, const char *cert_pem, const char *key_pem,
                         const char *client_ca_pem, struct kiln_error **err);
 int kiln_server_start(struct kiln_server *s, struct kiln_error **err);
+/* Appends the server's metrics in the Prometheus text format (metrics.h). */
+void kiln_server_metrics(struct kiln_server *s, struct kiln_buf *out);
 /* Serves until kiln_server_stop(), then stops accepting, lets running calls
  * finish for the grace period, cancels the rest (builds see their
  * kiln_cancel triggered), waits for every call thread and returns. */

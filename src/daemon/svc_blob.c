@@ -18,6 +18,7 @@
 #include <grpc/slice.h>
 
 #include "call.h"
+#include "metrics.h"
 #include "rpc_blobstore.pb-c.h"
 
 static bool digest_arg(struct srv_call *c, const ProtobufCBinaryData *b, struct kiln_digest *d)
@@ -149,15 +150,24 @@ void svc_blob_read(struct srv_call *c)
                 }
                 if (srv_send(c, kiln_rpc_blob_chunk_new(s)) < 0)
                         return; /* the client went away */
+                atomic_fetch_add(&srv_metrics(c)->blob_read_bytes, (uint64_t)n);
                 if ((size_t)n < KILN_RPC_CHUNK)
                         break;
         }
+        atomic_fetch_add(&srv_metrics(c)->blobs_read, 1);
         srv_finish(c, GRPC_STATUS_OK, NULL, NULL);
 }
 
+struct put {
+        struct kiln_blob_writer *w;
+        uint64_t bytes;
+};
+
 static int write_bytes(void *ud, const uint8_t *p, size_t n, struct kiln_error **err)
 {
-        return kiln_blob_writer_write(ud, p, n, err);
+        struct put *put = ud;
+        put->bytes += n;
+        return kiln_blob_writer_write(put->w, p, n, err);
 }
 
 void svc_blob_put(struct srv_call *c)
@@ -168,6 +178,7 @@ void svc_blob_put(struct srv_call *c)
         if (r < 0)
                 return srv_fail(c, err);
         _cleanup_(kiln_buf_done) struct kiln_buf scratch = KILN_BUF_INIT;
+        struct put put = {.w = w};
         for (;;) {
                 /* The next message arrives while this one is written. */
                 grpc_byte_buffer *bb;
@@ -176,7 +187,7 @@ void svc_blob_put(struct srv_call *c)
                         return;
                 if (r == 0)
                         break;
-                r = kiln_rpc_blob_chunk_each(bb, &scratch, write_bytes, w, &err);
+                r = kiln_rpc_blob_chunk_each(bb, &scratch, write_bytes, &put, &err);
                 grpc_byte_buffer_destroy(bb);
                 if (r < 0)
                         return srv_fail(c, err);
@@ -185,6 +196,8 @@ void svc_blob_put(struct srv_call *c)
         r = kiln_blob_writer_close(w, &d, &err);
         if (r < 0)
                 return srv_fail(c, err);
+        atomic_fetch_add(&srv_metrics(c)->blobs_put, 1);
+        atomic_fetch_add(&srv_metrics(c)->blob_put_bytes, put.bytes);
         Tvix__Castore__V1__PutBlobResponse resp = TVIX__CASTORE__V1__PUT_BLOB_RESPONSE__INIT;
         resp.digest.data = d.b;
         resp.digest.len = KILN_DIGEST_LEN;

@@ -15,6 +15,7 @@
 
 #include "call.h"
 #include "log.h"
+#include "metrics.h"
 
 struct watch {
         struct srv_call *call;
@@ -31,13 +32,46 @@ static void *watch_close(void *arg)
         return NULL;
 }
 
+/* What the build service reports, for the log and the metrics: the time in
+ * the queue (from the call's arrival to the first phase past "queued") and
+ * the build's own time (from there to the end). */
 struct phase_log {
         const struct kiln_build_request *req;
+        struct srv_metrics *m;
+        double arrived, started;
+        bool queued;
 };
+
+static double now_s(void)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void count_phase(struct phase_log *p, const char *phase)
+{
+        if (!strcmp(phase, "queued")) {
+                if (!p->queued)
+                        atomic_fetch_add(&p->m->queued, 1);
+                p->queued = true;
+        } else if (!strcmp(phase, "cache-hit")) {
+                atomic_fetch_add(&p->m->cache_hits, 1);
+        } else if (!strcmp(phase, "joined")) {
+                atomic_fetch_add(&p->m->builds_joined, 1);
+        } else if (!p->started) { /* bundle, mount, run, ingest: out of the queue */
+                p->started = now_s();
+                if (p->queued)
+                        atomic_fetch_sub(&p->m->queued, 1);
+                p->queued = false;
+                srv_histogram_observe(&p->m->queue_seconds, p->started - p->arrived);
+        }
+}
 
 static void log_phase(void *userdata, const char *phase)
 {
-        const struct phase_log *p = userdata;
+        struct phase_log *p = userdata;
+        count_phase(p, phase);
         const char *what = !strcmp(phase, "cache-hit") ? "cache hit, answered from the action cache"
                            : !strcmp(phase, "joined") ? "joined an identical build in flight"
                                                       : NULL;
@@ -64,10 +98,18 @@ static void do_build(struct srv_call *c, bool snix)
         struct watch w = {.call = c, .cancel = cancel};
         pthread_t watcher;
         bool watching = !c->close_done && pthread_create(&watcher, NULL, watch_close, &w) == 0;
-        struct phase_log pl = {.req = &req};
+        struct phase_log pl = {.req = &req, .m = srv_metrics(c), .arrived = now_s()};
         struct kiln_build_call call = {.cancel = cancel, .progress = log_phase, .userdata = &pl};
         struct kiln_build build = {0};
         r = kiln_build_service_build(srv_builds(c), &req, &call, &build, &err);
+        if (pl.queued) /* cancelled while waiting */
+                atomic_fetch_sub(&pl.m->queued, 1);
+        if (pl.started)
+                srv_histogram_observe(&pl.m->build_seconds, now_s() - pl.started);
+        atomic_fetch_add(r >= 0                        ? &pl.m->builds_ok
+                         : kiln_cancel_is_set(cancel) ? &pl.m->builds_cancelled
+                                                       : &pl.m->builds_failed,
+                         1);
         if (r < 0) {
                 srv_fail(c, err);
         } else {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "call.h"
+#include "metrics.h"
 #include "rpc_directory.pb-c.h"
 
 static grpc_byte_buffer *encode(const struct kiln_directory *dir, struct kiln_buf *scratch)
@@ -52,6 +53,7 @@ void svc_directory_get(struct srv_call *c)
                                            KILN_DIGEST_B64(&d));
                 grpc_byte_buffer *bb = encode(&dir, &out);
                 kiln_directory_done(&dir);
+                atomic_fetch_add(&srv_metrics(c)->directories_sent, 1);
                 return srv_finish(c, GRPC_STATUS_OK, NULL, bb);
         }
 
@@ -70,6 +72,7 @@ void svc_directory_get(struct srv_call *c)
                 kiln_directory_done(&dir);
                 if (srv_send(c, bb) < 0)
                         return; /* the client went away */
+                atomic_fetch_add(&srv_metrics(c)->directories_sent, 1);
         }
         srv_finish(c, GRPC_STATUS_OK, NULL, NULL);
 }
@@ -113,6 +116,7 @@ void svc_directory_put(struct srv_call *c)
         r = kiln_directory_putter_close(p, &root, &err);
         if (r < 0)
                 return srv_fail(c, err);
+        atomic_fetch_add(&srv_metrics(c)->directories_put, n);
         Tvix__Castore__V1__PutDirectoryResponse resp =
                 TVIX__CASTORE__V1__PUT_DIRECTORY_RESPONSE__INIT;
         resp.root_digest.data = root.b;

@@ -30,6 +30,7 @@
  * it). "." and ".." are listed; ".." always carries inode 1, since a shared
  * directory has no single parent. */
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -385,6 +386,14 @@ static void kfuse_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_open(req, fi);
 }
 
+static atomic_uint_fast64_t stat_reads, stat_read_bytes;
+
+void kiln_fuse_read_stats(uint64_t *ret_reads, uint64_t *ret_bytes)
+{
+        *ret_reads = atomic_load(&stat_reads);
+        *ret_bytes = atomic_load(&stat_read_bytes);
+}
+
 static void kfuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
@@ -402,10 +411,13 @@ static void kfuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         size_t n = (size_t)KILN_MIN((uint64_t)size, in->size - (uint64_t)off);
         uint8_t *buf = kfuse_thread_buf(n);
         ssize_t got = file_read(f, in, buf, n, (uint64_t)off);
-        if (got < 0)
+        if (got < 0) {
                 fuse_reply_err(req, EIO);
-        else
-                fuse_reply_buf(req, (const char *)buf, (size_t)got);
+                return;
+        }
+        atomic_fetch_add(&stat_reads, 1);
+        atomic_fetch_add(&stat_read_bytes, (uint64_t)got);
+        fuse_reply_buf(req, (const char *)buf, (size_t)got);
 }
 
 static void kfuse_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -72,3 +72,5 @@ DEFINE_CLEANUP_FUNC(struct kiln_fuse, kiln_fuse_free)
 
 /* The mount point, made absolute against the cwd at mount time. */
 KILN_PUBLIC const char *kiln_fuse_mountpoint(const struct kiln_fuse *f);
+/* Reads answered by every mount of this process so far, and their bytes. */
+KILN_PUBLIC void kiln_fuse_read_stats(uint64_t *ret_reads, uint64_t *ret_bytes);
