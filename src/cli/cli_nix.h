@@ -21,5 +21,7 @@ int cmd_nix_serve(int argc, char **argv);
  * parses it; *ret_path gets its store path. */
 int cli_nix_read_drv(const char *arg, struct kiln_nix_store_path *ret_path,
                      struct kiln_nix_derivation **ret, struct kiln_error **err);
+/* A build's log line, written to stderr (kiln_nixbuild_options.log). */
+void cli_nix_log_line(void *userdata, const char *line);
 /* The directory holding a DRV argument ("." when it has none), heap string. */
 char *cli_nix_dir_of(const char *arg);

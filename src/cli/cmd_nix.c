@@ -25,6 +25,12 @@ int cmd_nix(int argc, char **argv)
         return cli_dispatch("kiln nix", verbs, 16, argc, argv);
 }
 
+void cli_nix_log_line(void *userdata, const char *line)
+{
+        (void)userdata;
+        fprintf(stderr, "%s\n", line);
+}
+
 char *cli_nix_dir_of(const char *arg)
 {
         _cleanup_free_ char *copy = kiln_strdup(arg);

@@ -30,12 +30,6 @@ static const char usage[] =
         "  --build-service-addr URL      build service (default: kiln's sandbox, see kiln build)\n"
         CLI_STORE_USAGE;
 
-static void log_line(void *userdata, const char *line)
-{
-        (void)userdata;
-        fprintf(stderr, "%s\n", line);
-}
-
 struct cancel_waiter {
         sigset_t set;
         struct kiln_cancel *cancel;
@@ -128,7 +122,7 @@ int cmd_nix_build(int argc, char **argv)
         struct kiln_nixbuild_options o = {
                 .jobs = cpus > 0 ? (unsigned)cpus : 1,
                 .request = {.cores = cpus > 0 ? (unsigned)cpus : 1},
-                .log = log_line,
+                .log = cli_nix_log_line,
         };
         const char *build_url = NULL;
         bool no_cache = false;

@@ -2,7 +2,8 @@
  * for every other verb. Why two programs: kiln-core links gRPC, FUSE, LMDB and
  * zstd (about 67 shared libraries, ~4 ms of dynamic loading per start), which
  * `kiln hash` never needs; this program links only libc, so hashing a small file
- * starts as fast as b3sum. */
+ * starts as fast as b3sum. `kiln nix serve` is relayed from here to a warm
+ * `kiln nix serve --listen` when one runs (serve_relay.c). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -45,5 +46,10 @@ int main(int argc, char **argv)
 {
         if (argc >= 2 && !strcmp(argv[1], "hash"))
                 return cmd_hash(argc - 1, argv + 1);
+        if (argc >= 3 && !strcmp(argv[1], "nix") && !strcmp(argv[2], "serve")) {
+                int r = serve_relay(argc, argv);
+                if (r >= 0)
+                        return r;
+        }
         exec_core(argv);
 }

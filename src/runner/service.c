@@ -375,8 +375,8 @@ static int run_build(struct runner_build *b, struct kiln_error **err)
         b->watch.err_log = b->err_log;
         b->watch.cancel_fd = b->call->cancel ? kiln_cancel_fd(b->call->cancel) : -1;
         b->watch.timeout = b->call->timeout ? b->call->timeout : cfg->timeout;
-        b->watch.max_silent = cfg->max_silent;
-        b->watch.max_log = cfg->max_log;
+        b->watch.max_silent = b->call->max_silent ? b->call->max_silent : cfg->max_silent;
+        b->watch.max_log = b->call->max_log ? b->call->max_log : cfg->max_log;
         b->watch.on_output = b->call->output;
         b->watch.on_output_userdata = b->call->userdata;
         if (b->cgroup.n_dirs && cfg->pids_max) {

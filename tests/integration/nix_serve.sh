@@ -236,12 +236,30 @@ nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 --check \
         "${nixargs[@]}" -A chain1 "$fixture" >/dev/null 2>"$T/again.err" ||
         { tail -5 "$T/again.err" >&2; fail "a build after killing kiln nix serve did not work"; }
 
-# Four Nix clients at once, each its own store and session.
+# The client's build settings apply to its builds on kiln: --timeout and
+# --max-silent-time (sent with BuildDerivation) stop the slow build.
+expect_fail "build timed out after 2 seconds" nix-build --store "$local" "${common[@]}" \
+        --no-out-link --max-jobs 0 --timeout 2 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        --argstr salt "$salt-timeout" "$T/slow.nix"
+expect_fail "build was silent for 2 seconds" nix-build --store "$local" "${common[@]}" \
+        --no-out-link --max-jobs 0 --max-silent-time 2 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        --argstr salt "$salt-silent" "$T/slow.nix"
+for what in timeout silent; do
+        d=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt-$what" "$T/slow.nix" 2>/dev/null)
+        o=$(nix-store --store "$local" -q --outputs "$d")
+        KILN_HOME=$khome kiln nix path-info "$o" >/dev/null 2>&1 && fail "kiln recorded $o ($what)"
+done
+
+# Four Nix clients at once, each its own store and session; two by two they
+# build the same derivations, and every output equals a local build's.
 pids=()
+csalt() { if [ "$1" -le 2 ]; then echo "$salt-clientsA"; else echo "$salt-clientsB"; fi; }
 for c in 1 2 3 4; do
         nix-build --store "$T/client$c" "${common[@]}" --no-out-link --max-jobs 0 \
                 --builders "$remote x86_64-linux - 1 1 $features" \
-                --option builders-use-substitutes false --argstr salt "$salt-client$c" \
+                --option builders-use-substitutes false --argstr salt "$(csalt $c)" \
                 --argstr recHash "$rec_hash" --arg bbDir "$T/bb" -A chain3 -A multi -A hello \
                 "$fixture" >"$T/client$c.out" 2>"$T/client$c.err" &
         pids+=($!)
@@ -249,12 +267,85 @@ done
 for c in 1 2 3 4; do
         wait "${pids[$((c - 1))]}" || { tail -10 "$T/client$c.err" >&2; fail "client $c failed"; }
 done
+for c in 1 3; do
+        nix-build --store "$T/plain$c" "${common[@]}" --no-out-link --argstr salt "$(csalt $c)" \
+                --argstr recHash "$rec_hash" --arg bbDir "$T/bb" -A chain3 -A multi -A hello \
+                "$fixture" >"$T/plain$c.out" 2>"$T/plain$c.err" ||
+                { tail -10 "$T/plain$c.err" >&2; fail "plain build for the clients failed"; }
+done
 for c in 1 2 3 4; do
+        p=$T/plain$(( c <= 2 ? 1 : 3 ))
+        [ "$(sort "$T/client$c.out")" = "$(sort "$p.out")" ] || fail "client $c: other output paths"
+        [ "$(wc -l <"$T/client$c.out")" -ge 3 ] || fail "client $c got $(wc -l <"$T/client$c.out") outputs"
         for o in $(cat "$T/client$c.out"); do
                 nix-store --store "$T/client$c" --verify-path "$o" 2>/dev/null ||
                         fail "client $c: $o is not valid"
+                [ "$(nix-store --store "$T/client$c" "${common[@]}" -q --hash "$o")" = \
+                  "$(nix-store --store "$p" "${common[@]}" -q --hash "$o")" ] ||
+                        fail "client $c: NAR hash of $o differs from the local build's"
+                [ "$(nix-store --store "$T/client$c" "${common[@]}" -q --references "$o" | sort)" = \
+                  "$(nix-store --store "$p" "${common[@]}" -q --references "$o" | sort)" ] ||
+                        fail "client $c: references of $o differ"
         done
-        [ "$(wc -l <"$T/client$c.out")" -ge 3 ] || fail "client $c got $(wc -l <"$T/client$c.out") outputs"
 done
+
+# A warm listener (kiln nix serve --listen): the same sessions relayed to it
+# by the kiln front end (no kiln-core per session). A relay killed mid-build
+# cancels its build there, records nothing, and the next build works.
+"$KILN_BIN" nix serve --listen --home "$khome" >"$T/listen.out" 2>"$T/listen.err" &
+listen_pid=$!
+cleanup_hooks="kill $listen_pid 2>/dev/null || true; $cleanup_hooks"
+i=0
+until grep -q "^listening on $khome/nix-serve.sock" "$T/listen.out"; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || { cat "$T/listen.err" >&2; fail "kiln nix serve --listen did not start"; }
+        sleep 0.1
+done
+expect_fail "listener already serves" "$KILN_BIN" nix serve --listen --home "$khome"
+: >"$T/serve.pids"
+: >"$T/serve.log"
+nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        --argstr salt "$salt-relay-killed" "$T/slow.nix" >/dev/null 2>"$T/relay-killed.err" &
+relay_client=$!
+i=0
+until grep -q slow-started "$T/serve.log"; do
+        i=$((i + 1))
+        [ $i -lt 300 ] || { cat "$T/relay-killed.err" "$T/listen.err" >&2; fail "the relayed slow build did not start"; }
+        sleep 0.1
+done
+relays=0
+for p in $(cat "$T/serve.pids"); do
+        exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
+        [ "${exe##*/}" = kiln ] || fail "session $p runs ${exe##*/}, not the relay"
+        kill -KILL "$p"
+        relays=$((relays + 1))
+done
+[ "$relays" -ge 1 ] || fail "no relay process to kill"
+wait "$relay_client" && fail "nix-build succeeded although its relay was killed"
+i=0
+until grep -q "the client hung up, cancelling the build" "$T/serve.log"; do
+        i=$((i + 1))
+        [ $i -lt 200 ] || { tail -5 "$T/serve.log" >&2; fail "the listener did not cancel the relayed build"; }
+        sleep 0.1
+done
+rk_drv=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt-relay-killed" "$T/slow.nix" 2>/dev/null)
+rk_out=$(nix-store --store "$local" -q --outputs "$rk_drv")
+sleep 1
+KILN_HOME=$khome kiln nix path-info "$rk_out" >/dev/null 2>&1 && fail "the listener recorded $rk_out"
+outs=$(nix-build --store "$T/relayed" "${common[@]}" --no-out-link --max-jobs 0 \
+        --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+        --argstr salt "$salt-clientsA" --argstr recHash "$rec_hash" --arg bbDir "$T/bb" \
+        -A chain3 -A multi -A hello -A placeholders "$fixture" 2>"$T/relayed.err") ||
+        { tail -10 "$T/relayed.err" "$T/listen.err" >&2; fail "a build through the listener failed"; }
+for o in $outs; do
+        nix-store --store "$T/relayed" --verify-path "$o" 2>/dev/null || fail "relayed: $o is not valid"
+done
+# Errors reach the relay's stderr and exit status.
+printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0\x63\0\0\0\0\0\0\0' |
+        "$KILN_BIN" nix serve --home "$khome" >/dev/null 2>"$T/unk.err" &&
+        fail "an unknown command through the listener did not fail"
+grep -q "unknown serve command 99" "$T/unk.err" || fail "no message for an unknown command through the listener"
+kill "$listen_pid"
 
 echo "ok: $n outputs offloaded to kiln match local nix-build ($nbuilt built by kiln)"

@@ -20,6 +20,10 @@ struct kiln_build_call {
         void *userdata;
         /* Wall-clock limit in seconds for this build; 0 = the service's. */
         unsigned timeout;
+        /* Seconds without output, and bytes of output, after which this
+         * build is killed; 0 = the service's. Local build services only. */
+        unsigned max_silent;
+        uint64_t max_log;
 };
 
 struct kiln_build_service;

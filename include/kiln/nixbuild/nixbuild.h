@@ -65,6 +65,10 @@ struct kiln_nixbuild_options {
         void *userdata;
         bool quiet;
         struct kiln_cancel *cancel; /* optional */
+        /* Limits of each build (kiln_build_call): seconds in all, seconds
+         * without output, bytes of output; 0 = the build service's. */
+        unsigned timeout, max_silent;
+        uint64_t max_log;
 };
 
 /* Builds the derivations drvs[0..n) (absolute .drv paths in the local Nix

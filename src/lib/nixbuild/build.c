@@ -291,6 +291,9 @@ static int build_job(struct session *s, const struct job *j, struct kiln_error *
                         .cancel = o->cancel,
                         .output = o->log && !o->quiet ? on_output : NULL,
                         .userdata = &jl,
+                        .timeout = o->timeout,
+                        .max_silent = o->max_silent,
+                        .max_log = o->max_log,
                 };
                 r = kiln_build_service_build(o->builds, &plan.req, &call, &b, err);
                 if (jl.line.len)
