@@ -5,6 +5,7 @@ BUILD := build
 ASAN_BUILD := build-asan
 FUZZ_BUILD := build-fuzz
 FUZZ_TARGETS := directory node build_request json url aterm nar blake3 closure fastcdc blob_index
+FUZZ_TARGETS += nix_serve
 # Seconds per target: `make fuzz FUZZ_TIME=3600`; `make check` runs each for 10.
 FUZZ_TIME ?= 60
 

@@ -202,6 +202,53 @@ seeds["blob_index"] += [
     bi_built(0, [(10, 5, b"a"), (20, 4, b"b")], [0, 1, 0x40]),         # absent, other bytes
 ]
 
+# fuzz_nix_serve: whole client sessions of Nix's serve protocol (protocol
+# 2.6, as Nix 2.8's build hook speaks it): queries, adds of a NAR (right and
+# wrong hash), the export archive both ways, a build, and an unknown command.
+def sv_u(n):
+    return n.to_bytes(8, "little")
+
+
+def sv_s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return sv_u(len(b)) + b + b"\0" * (-len(b) % 8)
+
+
+def sv_l(items):
+    return sv_u(len(items)) + b"".join(sv_s(x) for x in items)
+
+
+sv_nar = b"".join(sv_s(t) for t in ["nix-archive-1", "(", "type", "regular", "contents", "hello\n", ")"])
+sv_path = "/nix/store/0rz4g4znpzjwh1xymhjpm42vipw92pr7-hello"
+sv_out = "/nix/store/1rz4g4znpzjwh1xymhjpm42vipw92pr7-built"
+sv_hello = sv_u(0x390C9DEB) + sv_u(0x206)
+
+
+def sv_add(path, digest, refs=()):
+    return (sv_u(9) + sv_s(path) + sv_s("") + sv_s("sha256:" + digest) + sv_l(list(refs))
+            + sv_u(0) + sv_u(len(sv_nar)) + sv_u(1) + sv_l([]) + sv_s("") + sv_nar)
+
+
+sv_good = hashlib.sha256(sv_nar).hexdigest()
+sv_drv = (sv_u(8) + sv_s("/nix/store/2rz4g4znpzjwh1xymhjpm42vipw92pr7-built.drv") + sv_u(1)
+          + sv_s("out") + sv_s(sv_out) + sv_s("") + sv_s("") + sv_l([sv_path]) + sv_s("x86_64-linux")
+          + sv_s(sv_path) + sv_l(["-c", "echo hi > $out"]) + sv_u(2) + sv_s("out") + sv_s(sv_out)
+          + sv_s("name") + sv_s("built") + sv_u(0) * 5)
+sv_export = (sv_u(1) + sv_nar + sv_u(0x4558494E) + sv_s(sv_path) + sv_l([]) + sv_s("") + sv_u(0)
+             + sv_u(0))
+seeds["nix_serve"] = [
+    sv_hello,
+    sv_hello + sv_u(1) + sv_u(0) + sv_u(0) + sv_l([sv_path]) + sv_u(2) + sv_l([sv_path]),
+    sv_hello + sv_add(sv_path, sv_good) + sv_u(2) + sv_l([sv_path]) + sv_u(3) + sv_s(sv_path)
+    + sv_u(7) + sv_u(0) + sv_l([sv_path]) + sv_u(5) + sv_u(0) + sv_l([sv_path]),
+    sv_hello + sv_add(sv_path, "0" * 64),
+    sv_hello + sv_add(sv_path, sv_good, [sv_path]) + sv_add(sv_out, sv_good, [sv_path, sv_out]),
+    sv_hello + sv_u(4) + sv_export + sv_u(2) + sv_l([sv_path]),
+    sv_hello + sv_add(sv_path, sv_good) + sv_drv,
+    sv_hello + sv_u(6) + sv_l([sv_out]) + sv_u(0) * 5,
+    sv_hello + sv_u(99),
+]
+
 for target, inputs in seeds.items():
     d = os.path.join(out, target)
     os.makedirs(d, exist_ok=True)
