@@ -16,7 +16,8 @@ work=$(mktemp -d /var/tmp/kiln-bench-build.XXXXXX)
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
 export KILN_HOME=$work/home
 
-"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "oci://$work/bundles?runtime=$runtime" \
+# --action-cache none: every round sends the same request, which must build
+"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "oci://$work/bundles?runtime=$runtime" --action-cache none \
 	>"$work/daemon.out" 2>"$work/daemon.err" &
 daemon=$!
 while ! grep -q '^listening' "$work/daemon.out"; do sleep 0.05; done

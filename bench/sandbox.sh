@@ -22,7 +22,8 @@ ms() { awk "BEGIN{printf \"%.1f\", $1*1000}"; }
 ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 
 # --- 1. sandbox:// through the daemon vs bwrap
-"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "sandbox://$work/bundles" \
+# --action-cache none: every round sends the same request, which must build
+"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "sandbox://$work/bundles" --action-cache none \
 	>"$work/daemon.out" 2>"$work/daemon.err" &
 daemon=$!
 while ! grep -q '^listening' "$work/daemon.out"; do sleep 0.05; done

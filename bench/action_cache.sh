@@ -1,0 +1,69 @@
+#!/bin/sh
+# Action cache (run by hand): a DoBuild answered from the action cache
+# against the same trivial build run (`:` under /bin/sh, one small input, one
+# output directory) through a running `kiln daemon` on sandbox://, both over
+# one Python grpcio channel. Each round builds a request never seen before
+# (an environment variable tells them apart) and asks again for one built
+# earlier; prints the medians and their ratio (goal: at most 0.05).
+# usage: bench/action_cache.sh [RUNS] (BACKEND=oci://… for another backend)
+set -eu
+cd "$(dirname "$0")/.."
+runs=${1:-30}
+kiln=$PWD/build/kiln
+work=$(mktemp -d /var/tmp/kiln-bench-ac.XXXXXX)
+chmod 711 "$work" # builds are set up as unprivileged ids, which must reach the bundles
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
+export KILN_HOME=$work/home
+backend=${BACKEND:-sandbox://$work/bundles}
+
+"$kiln" daemon -l "$work/kiln.sock" --build-service-addr "$backend" \
+	>"$work/daemon.out" 2>"$work/daemon.err" &
+daemon=$!
+while ! grep -q '^listening' "$work/daemon.out"; do
+	kill -0 $daemon 2>/dev/null || { cat "$work/daemon.err" >&2; exit 1; }
+	sleep 0.05
+done
+
+/usr/bin/python3 - "unix:$work/kiln.sock" "$PWD/proto" "$work/py" "$runs" <<'PY'
+import os, statistics, sys, time
+TARGET, PROTO_ROOT, WORK, N = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "integration"))
+import kiln_stubs
+kiln_stubs.generate(PROTO_ROOT, WORK)
+import grpc
+from tvix.build.protos import build_pb2, rpc_build_pb2_grpc
+from tvix.castore.protos import castore_pb2, rpc_blobstore_pb2, rpc_blobstore_pb2_grpc
+
+channel = grpc.insecure_channel(TARGET)
+blobs = rpc_blobstore_pb2_grpc.BlobServiceStub(channel)
+builds = rpc_build_pb2_grpc.BuildServiceStub(channel)
+data = b"a small input\n" * 64
+digest = blobs.Put(iter([rpc_blobstore_pb2.BlobChunk(data=data)])).digest
+BR = build_pb2.BuildRequest
+
+def req(salt):
+    return BR(inputs=[castore_pb2.Node(file=castore_pb2.FileNode(name=b"input", digest=digest,
+                                                                size=len(data)))],
+              command_args=["/bin/sh", "-c", ": > /out/f"], working_dir="build",
+              scratch_paths=["build", "out"], inputs_dir="inputs", outputs=["out"],
+              environment_vars=[BR.EnvVar(key="SALT", value=salt.encode())],
+              constraints=BR.BuildConstraints(system="x86_64-linux", provide_bin_sh=True))
+
+def timed(r):
+    t = time.monotonic()
+    b = builds.DoBuild(r, timeout=60)
+    return time.monotonic() - t, b
+
+pid = os.getpid()
+_, first = timed(req("warm-%d" % pid))       # warm up: a build, remembered
+built, hit = [], []
+for i in range(N):
+    t, b = timed(req("%d-%d" % (pid, i)))     # never seen: runs
+    built.append(t)
+    t, b = timed(req("warm-%d" % pid))       # remembered: answered from the cache
+    assert b.outputs == first.outputs
+    hit.append(t)
+mb, mh = statistics.median(built), statistics.median(hit)
+print("trivial build run: median %.2f ms; answered from the action cache: median %.3f ms; "
+      "ratio %.4f (goal <= 0.05)" % (mb * 1e3, mh * 1e3, mh / mb))
+PY
