@@ -49,9 +49,14 @@ static int fake_open_read(struct kiln_blob_service *s, const struct kiln_digest 
         return kiln_blob_open_read(f->inner, d, ret, err);
 }
 
+/* Set: every Put fails at once, as a full disk would. */
+static atomic_int writes_fail;
+
 static int fake_open_write(struct kiln_blob_service *s, struct kiln_blob_writer **ret,
                            struct kiln_error **err)
 {
+        if (atomic_load(&writes_fail))
+                return kiln_error_set(err, ENOSPC, "write object: No space left on device");
         return kiln_blob_open_write(((struct fake_blobs *)s)->inner, ret, err);
 }
 
@@ -543,6 +548,36 @@ static void test_tcp(void **state)
         build_ops(urls[1]);
 }
 
+/* A server that fails an upload before reading it (a full disk) is
+ * noticed by the client at its next send, which then gets the status: the
+ * call used to wait forever for a status gRPC core holds back until the
+ * initial metadata is asked for. */
+static void test_put_failed_early(void **state)
+{
+        (void)state;
+        for (int u = 0; u < 2; u++) {
+                struct kiln_error *err = NULL;
+                struct kiln_blob_service *bs = NULL;
+                assert_ok(kiln_blob_service_open(urls[u], &bs, &err), err);
+                atomic_store(&writes_fail, 1);
+                alarm(60); /* a hang fails the test instead of stalling it */
+                struct kiln_blob_writer *w = NULL;
+                int r = kiln_blob_open_write(bs, &w, &err);
+                for (int i = 0; r >= 0 && i < 64; i++)
+                        r = kiln_blob_writer_write(w, big_data, 1 << 20, &err);
+                struct kiln_digest d;
+                if (r >= 0)
+                        r = kiln_blob_writer_close(w, &d, &err);
+                alarm(0);
+                atomic_store(&writes_fail, 0);
+                assert_true(r < 0);
+                assert_non_null(strstr(kiln_error_msg(err), "No space left on device"));
+                kiln_error_free(err);
+                kiln_blob_writer_free(w);
+                kiln_blob_service_free(bs);
+        }
+}
+
 static void test_dummy_build(void **state)
 {
         (void)state;
@@ -669,6 +704,7 @@ int main(void)
                 cmocka_unit_test(test_tcp),
                 cmocka_unit_test(test_urls),
                 cmocka_unit_test(test_dummy_build),
+                cmocka_unit_test(test_put_failed_early),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -81,6 +81,18 @@ int rpc_call_start(struct rpc_call *c, struct rpc_channel *ch, const char *metho
 int rpc_call_finish(struct rpc_call *c, struct kiln_error **err)
 {
         if (!c->status_received) {
+                /* gRPC core delivers the status only after the initial
+                 * metadata was asked for: a client stream that the server
+                 * failed early (say, ENOSPC in the middle of an upload) never
+                 * asked, and would wait for the status forever. */
+                if (!c->md_received) {
+                        grpc_op op = {.op = GRPC_OP_RECV_INITIAL_METADATA,
+                                      .data.recv_initial_metadata.recv_initial_metadata =
+                                              &c->initial_md};
+                        if (start(c, &op, 1, &c->tag_md))
+                                (void)wait_tag(c, &c->tag_md);
+                        c->md_received = true;
+                }
                 wait_tag(c, &c->tag_status);
                 c->status_received = true;
         }
