@@ -9,7 +9,7 @@ FUZZ_TARGETS += nix_serve
 # Seconds per target: `make fuzz FUZZ_TIME=3600`; `make check` runs each for 10.
 FUZZ_TIME ?= 60
 
-.PHONY: all deps check demo bench fuzz fuzz-build install clean format
+.PHONY: all deps check check-long demo bench fuzz fuzz-build install clean format
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -27,10 +27,15 @@ check: deps
 	$(MAKE) all
 	$(MAKE) $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(BUILD) --print-errorlogs --num-processes 2
+	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(BUILD) --print-errorlogs --num-processes 2 --no-suite long
 	KILN_TEST_MUST_RUN=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		ASAN_OPTIONS=detect_leaks=1 $(MESON) test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --suite unit
 	$(MAKE) fuzz FUZZ_TIME=10
+	$(MAKE) check-long
+
+# The long fault and load tests (tests/long/, minutes each), one at a time.
+check-long: all
+	KILN_TEST_MUST_RUN=1 $(MESON) test -C $(BUILD) --print-errorlogs --num-processes 1 --suite long
 
 # libFuzzer targets (fuzz/), built with clang and ASan+UBSan; each runs for
 # FUZZ_TIME seconds from its seed corpus plus what earlier runs found
