@@ -23,6 +23,89 @@ static int check_memory_url(const struct kiln_url *u, const char *url, struct ki
         return 0;
 }
 
+/* cache+FAR?near=NEAR: the near URL (the query value, percent-decoded) and
+ * the far one (the rest after "cache+", its query without the near pair). */
+static int split_cache_url(const char *url, const struct kiln_url *u, const char *what,
+                           char **ret_near, char **ret_far, struct kiln_error **err)
+{
+        _cleanup_free_ char *near = kiln_url_query_get(u, "near");
+        if (!near || !*near)
+                return kiln_error_set(err, EINVAL,
+                                      "invalid %s URL '%s': cache+ needs near=URL (the local "
+                                      "store that keeps what is read from the far one)",
+                                      what, url);
+        const char *rest = url + strlen("cache+");
+        size_t base = strcspn(rest, "?#");
+        struct kiln_buf b = KILN_BUF_INIT;
+        kiln_buf_append(&b, rest, base);
+        if (rest[base] == '?') {
+                const char *q = rest + base + 1;
+                size_t qlen = strcspn(q, "#");
+                char sep = '?';
+                while (qlen) {
+                        size_t n = 0;
+                        while (n < qlen && q[n] != '&')
+                                n++;
+                        bool is_near = (n == 4 && !strncmp(q, "near", 4)) ||
+                                       (n > 4 && !strncmp(q, "near=", 5));
+                        if (n && !is_near) {
+                                kiln_buf_append_byte(&b, (uint8_t)sep);
+                                kiln_buf_append(&b, q, n);
+                                sep = '&';
+                        }
+                        q += n < qlen ? n + 1 : n;
+                        qlen -= n < qlen ? n + 1 : n;
+                }
+        }
+        kiln_buf_append_byte(&b, 0);
+        char *far = (char *)kiln_buf_steal(&b, NULL);
+        if (!strncmp(far, "cache+", 6) || !strncmp(near, "cache+", 6)) {
+                free(far);
+                return kiln_error_set(err, EINVAL, "invalid %s URL '%s': caches do not nest",
+                                      what, url);
+        }
+        *ret_near = TAKE_PTR(near);
+        *ret_far = far;
+        return 0;
+}
+
+static int blob_cache_open(const char *url, const struct kiln_url *u,
+                           struct kiln_blob_service **ret, struct kiln_error **err)
+{
+        _cleanup_free_ char *near_url = NULL, *far_url = NULL;
+        int r = split_cache_url(url, u, "blob service", &near_url, &far_url, err);
+        if (r < 0)
+                return r;
+        _cleanup_(kiln_blob_service_freep) struct kiln_blob_service *near = NULL, *far = NULL;
+        r = kiln_blob_service_open(near_url, &near, err);
+        if (r < 0)
+                return r;
+        r = kiln_blob_service_open(far_url, &far, err);
+        if (r < 0)
+                return r;
+        *ret = kiln_blob_cache_over(TAKE_PTR(near), TAKE_PTR(far));
+        return 0;
+}
+
+static int directory_cache_open(const char *url, const struct kiln_url *u,
+                                struct kiln_directory_service **ret, struct kiln_error **err)
+{
+        _cleanup_free_ char *near_url = NULL, *far_url = NULL;
+        int r = split_cache_url(url, u, "directory service", &near_url, &far_url, err);
+        if (r < 0)
+                return r;
+        _cleanup_(kiln_directory_service_freep) struct kiln_directory_service *near = NULL,
+                                                                            *far = NULL;
+        r = kiln_directory_service_open(near_url, &near, err);
+        if (r < 0)
+                return r;
+        r = kiln_directory_service_open(far_url, &far, err);
+        if (r < 0)
+                return r;
+        *ret = kiln_directory_cache_over(TAKE_PTR(near), TAKE_PTR(far));
+        return 0;
+}
+
 int kiln_blob_service_open(const char *url, struct kiln_blob_service **ret,
                            struct kiln_error **err)
 {
@@ -36,6 +119,8 @@ int kiln_blob_service_open(const char *url, struct kiln_blob_service **ret,
         }
         if (!strcmp(u.type, "objectstore"))
                 return kiln_blob_objectstore_new(&u, ret, err);
+        if (!strcmp(u.type, "cache") && u.sub)
+                return blob_cache_open(url, &u, ret, err);
         if (!strcmp(u.type, "grpc")) {
                 r = kiln_grpc_url_check(&u, url, err);
                 return r < 0 ? r : kiln_blob_grpc_new(&u, url, ret, err);
@@ -59,6 +144,8 @@ int kiln_directory_service_open(const char *url, struct kiln_directory_service *
                 return kiln_directory_lmdb_new(&u, ret, err);
         if (!strcmp(u.type, "objectstore"))
                 return kiln_directory_objectstore_new(&u, ret, err);
+        if (!strcmp(u.type, "cache") && u.sub)
+                return directory_cache_open(url, &u, ret, err);
         if (!strcmp(u.scheme, "redb"))
                 return kiln_error_set(err, EINVAL,
                                       "invalid directory service URL '%s': redb is not supported "

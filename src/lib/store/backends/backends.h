@@ -28,3 +28,11 @@ int kiln_blob_grpc_new(const struct kiln_url *u, const char *url, struct kiln_bl
                        struct kiln_error **err);
 int kiln_directory_grpc_new(const struct kiln_url *u, const char *url,
                             struct kiln_directory_service **ret, struct kiln_error **err);
+
+/* The read-through caches (cache+FAR?near=NEAR): reads from near, else
+ * from far with a verified copy kept in near; writes to both. They take
+ * over both services. */
+struct kiln_blob_service *kiln_blob_cache_over(struct kiln_blob_service *near,
+                                               struct kiln_blob_service *far);
+struct kiln_directory_service *kiln_directory_cache_over(struct kiln_directory_service *near,
+                                                         struct kiln_directory_service *far);
