@@ -192,9 +192,12 @@ static int cached_build(struct kiln_build_service *s, const struct kiln_build_re
                 pthread_mutex_lock(&c->lock);
                 struct inflight *f = kiln_digest_map_get(&c->inflight, &key);
                 if (f) {
-                        f->refs++;
-                        if (call->progress)
+                        f->refs++; /* keeps f while the lock is let go */
+                        if (call->progress) {
+                                pthread_mutex_unlock(&c->lock);
                                 call->progress(call->userdata, "joined");
+                                pthread_mutex_lock(&c->lock);
+                        }
                         if (!wait_done(c, f, call)) {
                                 inflight_unref(f);
                                 pthread_mutex_unlock(&c->lock);
