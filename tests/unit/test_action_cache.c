@@ -593,6 +593,48 @@ static void test_stale_outputs(void **state)
         free(url);
 }
 
+/* A record that does not decode, or does not fit the request, is a miss
+ * (and is replaced by the new build's). */
+static void test_bad_record(void **state)
+{
+        (void)state;
+        struct kiln_error *err = NULL;
+        struct kiln_blob_service *blobs;
+        struct kiln_directory_service *dirs;
+        struct kiln_action_cache *c;
+        assert_ok(kiln_blob_service_open("memory://", &blobs, &err), err);
+        assert_ok(kiln_directory_service_open("memory://", &dirs, &err), err);
+        assert_ok(kiln_action_cache_open("memory://", &c, &err), err);
+        struct kiln_build_request req;
+        make_request(&req, false, "echo hi");
+        struct kiln_digest id;
+        kiln_build_request_identity(&req, &id);
+        assert_ok(c->ops->put(c, &id, "\xff\xff", 2, &err), err);
+        struct kiln_build b;
+        assert_error(kiln_action_cache_lookup(c, &id, &b, &err), err, EBADMSG, "record");
+        struct fake *f = fake_new(blobs, dirs);
+        struct kiln_build_service *s = kiln_build_service_cached_new(&f->base, c, blobs, dirs);
+        build_ok(s, &req, &b);
+        assert_int_equal(f->builds, 1);
+        struct kiln_build_cache_stats st;
+        kiln_build_service_cache_stats(s, &st);
+        assert_int_equal(st.stale, 1);
+        /* A record of one output for a request of two. */
+        struct kiln_build one = {.outputs = b.outputs, .n_outputs = 1};
+        assert_ok(kiln_action_cache_store(c, &id, &one, &err), err);
+        kiln_build_done(&b);
+        build_ok(s, &req, &b);
+        assert_int_equal(f->builds, 2);
+        kiln_build_done(&b);
+        build_ok(s, &req, &b); /* the new record: a hit */
+        assert_int_equal(f->builds, 2);
+        kiln_build_done(&b);
+        kiln_build_service_free(s);
+        kiln_build_request_done(&req);
+        kiln_blob_service_free(blobs);
+        kiln_directory_service_free(dirs);
+}
+
 /* --- in flight --- */
 
 #define N_THREADS 8
@@ -764,6 +806,7 @@ int main(void)
                 cmocka_unit_test(test_identity),       cmocka_unit_test(test_urls),
                 cmocka_unit_test(test_evict_memory),   cmocka_unit_test(test_evict_lmdb),
                 cmocka_unit_test(test_hit_and_stale),  cmocka_unit_test(test_stale_outputs),
+                cmocka_unit_test(test_bad_record),
                 cmocka_unit_test(test_inflight_once),  cmocka_unit_test(test_inflight_error),
                 cmocka_unit_test(test_inflight_cancel),
         };
