@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <kiln/build/action_cache.h>
+#include <kiln/build/events.h>
 #include <kiln/runner/runner.h>
 
 #include "cli.h"
@@ -45,13 +46,36 @@ int cli_build_service_cache(struct cli_stores *s, const char *url,
         return 0;
 }
 
+bool cli_build_view_option(struct cli_build_view *v, int c)
+{
+        if (c == CLI_OPT_JSON)
+                v->json = true;
+        else if (c == 'L')
+                v->logs = true;
+        else
+                return false;
+        return true;
+}
+
+/* What stderr shows while a build runs: a status line redrawn every 100 ms
+ * on a terminal, and the build's output above it. One lock orders every
+ * write to stderr and stdout. */
 struct ticker {
         pthread_mutex_t lock;
         const char *phase;
+        size_t ahead;
         struct timespec start;
         atomic_bool done;
         bool tty;
+        bool line; /* the status line is on screen */
 };
+
+static void clear_line(struct ticker *t)
+{
+        if (t->line)
+                fputs("\r\033[K", stderr);
+        t->line = false;
+}
 
 static void on_progress(void *userdata, const char *phase)
 {
@@ -59,6 +83,35 @@ static void on_progress(void *userdata, const char *phase)
         pthread_mutex_lock(&t->lock);
         t->phase = phase;
         pthread_mutex_unlock(&t->lock);
+}
+
+static void on_position(void *userdata, size_t ahead)
+{
+        struct ticker *t = userdata;
+        pthread_mutex_lock(&t->lock);
+        t->ahead = ahead;
+        pthread_mutex_unlock(&t->lock);
+}
+
+static void on_output(void *userdata, int stream, const void *p, size_t n)
+{
+        (void)stream;
+        struct ticker *t = userdata;
+        pthread_mutex_lock(&t->lock);
+        clear_line(t);
+        fwrite(p, 1, n, stderr);
+        fflush(stderr);
+        pthread_mutex_unlock(&t->lock);
+}
+
+static void on_event(void *userdata, const struct kiln_build_event *ev)
+{
+        struct ticker *t = userdata;
+        json_t *j = kiln_build_event_to_json(ev);
+        pthread_mutex_lock(&t->lock);
+        cli_print_json(j);
+        pthread_mutex_unlock(&t->lock);
+        json_decref(j);
 }
 
 static double elapsed(const struct timespec *start)
@@ -73,12 +126,19 @@ static void *tick(void *arg)
         struct ticker *t = arg;
         while (!atomic_load(&t->done)) {
                 pthread_mutex_lock(&t->lock);
-                fprintf(stderr, "\r\033[Kkiln: %s %.1fs", t->phase, elapsed(&t->start));
+                if (!strcmp(t->phase, "queued"))
+                        fprintf(stderr, "\r\033[Kkiln: queued, %zu ahead %.1fs", t->ahead,
+                                elapsed(&t->start));
+                else
+                        fprintf(stderr, "\r\033[Kkiln: %s %.1fs", t->phase, elapsed(&t->start));
+                t->line = true;
                 pthread_mutex_unlock(&t->lock);
                 struct timespec ts = {0, 100 * 1000 * 1000};
                 nanosleep(&ts, NULL);
         }
-        fprintf(stderr, "\r\033[K");
+        pthread_mutex_lock(&t->lock);
+        clear_line(t);
+        pthread_mutex_unlock(&t->lock);
         return NULL;
 }
 
@@ -98,7 +158,8 @@ static void *wait_signals(void *arg)
 }
 
 int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,
-                  unsigned timeout, struct kiln_build *ret, struct kiln_error **err)
+                  unsigned timeout, const struct cli_build_view *view, struct kiln_build *ret,
+                  struct kiln_error **err)
 {
         struct ticker t = {.phase = "starting", .tty = isatty(STDERR_FILENO)};
         pthread_mutex_init(&t.lock, NULL);
@@ -120,14 +181,23 @@ int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_reques
         struct kiln_build_call call = {
                 .cancel = cancel,
                 .progress = on_progress,
+                .queue_position = on_position,
+                .output = view->logs || t.tty ? on_output : NULL,
                 .userdata = &t,
                 .timeout = timeout,
         };
+        /* --json: the events on stdout instead, the status line still on a
+         * terminal. */
+        struct kiln_build_events events = {.phase = on_progress, .position = on_position};
+        if (view->json)
+                kiln_build_events_init(&events, on_event, &t, &call);
         int r = kiln_build_service_build(svc, req, &call, ret, err);
 
         atomic_store(&t.done, true);
         if (t.tty)
                 pthread_join(tick_thread, NULL);
+        if (view->json)
+                kiln_build_events_end(&events, r, r < 0 ? NULL : ret, err ? *err : NULL);
         pthread_kill(sig_thread, SIGUSR2);
         pthread_join(sig_thread, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);

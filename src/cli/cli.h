@@ -51,6 +51,7 @@ enum {
         CLI_OPT_BLOB_ADDR = 0x1000,
         CLI_OPT_DIR_ADDR,
         CLI_OPT_BUILD_ADDR,
+        CLI_OPT_JSON,
 };
 #define CLI_STORE_OPTIONS                                                                          \
         {"blob-service-addr", required_argument, NULL, CLI_OPT_BLOB_ADDR},                         \
@@ -99,10 +100,28 @@ int cli_build_service_open(struct cli_stores *s, const char *url,
 int cli_build_service_cache(struct cli_stores *s, const char *url,
                             struct kiln_build_service **svc);
 
-/* Runs a build, showing the phase and elapsed time on stderr while it runs
- * when stderr is a terminal; SIGINT/SIGTERM cancel it. */
+/* How a build is shown while it runs. */
+struct cli_build_view {
+        bool json; /* its events as proto3 JSON lines on stdout, Completed or Failed last */
+        bool logs; /* its output on stderr as it comes (default: stderr is a terminal) */
+};
+#define CLI_BUILD_VIEW_OPTIONS                                   \
+        {"json", no_argument, NULL, CLI_OPT_JSON},               \
+        {"print-build-logs", no_argument, NULL, 'L'}
+#define CLI_BUILD_VIEW_USAGE                                                                  \
+        "  --json                        print the build's events as they happen, one proto3\n" \
+        "                                JSON line each (kiln.build.v1.BuildEvent)\n"         \
+        "  -L, --print-build-logs        show the build's output on stderr (the default on\n"  \
+        "                                a terminal)\n"
+/* Takes the view options: true when `c` was one of them. */
+bool cli_build_view_option(struct cli_build_view *v, int c);
+
+/* Runs a build, showing the phase, the queue position and elapsed time on
+ * stderr while it runs when stderr is a terminal, and what `view` asks for;
+ * SIGINT/SIGTERM cancel it. */
 int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,
-                  unsigned timeout, struct kiln_build *ret, struct kiln_error **err);
+                  unsigned timeout, const struct cli_build_view *view, struct kiln_build *ret,
+                  struct kiln_error **err);
 
 /* Writes a JSON value as one line to stdout. */
 void cli_print_json(json_t *j);

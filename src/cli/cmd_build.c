@@ -6,7 +6,8 @@
 static const char usage[] =
         "usage: kiln build [options] [REQUEST.json|-]\n"
         "Sends a proto3 JSON BuildRequest (from the file, or stdin) to the build service\n"
-        "and prints the resulting Build as JSON.\n\n"
+        "and prints the resulting Build as JSON (with --json, the build's events instead,\n"
+        "the last one, completed, holding the Build).\n\n"
         "  --build-service-addr URL      build service (env BUILD_SERVICE_ADDR; default:\n"
         "                                sandbox://$KILN_HOME/bundles, or oci:// where\n"
         "                                user namespaces are off)\n"
@@ -15,7 +16,7 @@ static const char usage[] =
         "                                request, and do not remember it (default: the\n"
         "                                cache lmdb://$KILN_HOME/action-cache answers a\n"
         "                                request built before whose outputs are stored)\n"
-        CLI_STORE_USAGE;
+        CLI_BUILD_VIEW_USAGE CLI_STORE_USAGE;
 
 int cmd_build(int argc, char **argv)
 {
@@ -24,6 +25,7 @@ int cmd_build(int argc, char **argv)
                 {"timeout", required_argument, NULL, 't'},
                 {"no-cache", no_argument, NULL, 'C'},
                 {"help", no_argument, NULL, 'h'},
+                CLI_BUILD_VIEW_OPTIONS,
                 CLI_STORE_OPTIONS,
                 {},
         };
@@ -31,9 +33,10 @@ int cmd_build(int argc, char **argv)
         const char *build_url = NULL;
         unsigned timeout = 0;
         bool no_cache = false;
+        struct cli_build_view view = {0};
         int c;
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                if (cli_stores_option(&stores, c, optarg))
+        while ((c = getopt_long(argc, argv, "hL", opts, NULL)) != -1) {
+                if (cli_stores_option(&stores, c, optarg) || cli_build_view_option(&view, c))
                         continue;
                 switch (c) {
                 case CLI_OPT_BUILD_ADDR:
@@ -79,12 +82,14 @@ int cmd_build(int argc, char **argv)
             cli_build_service_open(&stores, build_url, &svc) == 0 &&
             (no_cache || cli_build_service_cache(&stores, NULL, &svc) == 0)) {
                 struct kiln_build build;
-                if (cli_build_run(svc, &req, timeout, &build, &err) < 0) {
+                if (cli_build_run(svc, &req, timeout, &view, &build, &err) < 0) {
                         status = cli_fail(err);
                 } else {
-                        json_t *out = kiln_build_to_json(&build);
-                        cli_print_json(out);
-                        json_decref(out);
+                        if (!view.json) {
+                                json_t *out = kiln_build_to_json(&build);
+                                cli_print_json(out);
+                                json_decref(out);
+                        }
                         kiln_build_done(&build);
                         status = 0;
                 }

@@ -24,7 +24,7 @@ static const char usage[] =
         "  --export DIR                  write the outputs to DIR/<basename>\n"
         "  --no-cache                    build even if the action cache remembers this build\n"
         "  --build-service-addr URL      build service (default: kiln's sandbox, see kiln build)\n"
-        CLI_STORE_USAGE;
+        CLI_BUILD_VIEW_USAGE CLI_STORE_USAGE;
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -88,6 +88,7 @@ struct run_args {
         const char *build_url, *export_dir;
         unsigned timeout;
         bool no_cache;
+        struct cli_build_view view;
 };
 
 static void run_args_done(struct run_args *a)
@@ -129,12 +130,13 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores,
                 {"no-cache", no_argument, NULL, 'C'},
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"help", no_argument, NULL, 'h'},
+                CLI_BUILD_VIEW_OPTIONS,
                 CLI_STORE_OPTIONS,
                 {},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-                if (cli_stores_option(stores, c, optarg))
+        while ((c = getopt_long(argc, argv, "+hL", opts, NULL)) != -1) {
+                if (cli_stores_option(stores, c, optarg) || cli_build_view_option(&a->view, c))
                         continue;
                 char *eq;
                 switch (c) {
@@ -253,7 +255,7 @@ static int import_inputs(const struct cli_stores *stores, const struct run_args 
 /* One JSON line per output (its node and the needles found in it), and the
  * outputs written under export_dir if asked. Returns the exit status. */
 static int report_outputs(const struct cli_stores *stores, const struct kiln_build_request *req,
-                          const struct kiln_build *build, const char *export_dir)
+                          const struct kiln_build *build, const char *export_dir, bool print)
 {
         struct kiln_error *err = NULL;
         int status = 0;
@@ -271,7 +273,8 @@ static int report_outputs(const struct cli_stores *stores, const struct kiln_bui
                                 json_array_append_new(
                                         found, json_string(req->needles.v[bo->needles[k]]));
                 json_object_set_new(line, "needles", found);
-                cli_print_json(line);
+                if (print)
+                        cli_print_json(line);
                 json_decref(line);
                 if (export_dir) {
                         if (i == 0 && kiln_mkdir_p(export_dir, 0755) < 0) {
@@ -325,13 +328,14 @@ int cmd_run(int argc, char **argv)
                 goto out;
         }
         struct kiln_build build;
-        int r = cli_build_run(svc, &req, a.timeout, &build, &err);
+        int r = cli_build_run(svc, &req, a.timeout, &a.view, &build, &err);
         kiln_build_service_free(svc);
         if (r < 0) {
                 cli_fail(err);
                 goto out;
         }
-        status = report_outputs(&stores, &req, &build, a.export_dir);
+        /* With --json the completed event said it all; --export still works. */
+        status = report_outputs(&stores, &req, &build, a.export_dir, !a.view.json);
         kiln_build_done(&build);
 out:
         kiln_error_free(err);

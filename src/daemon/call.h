@@ -96,4 +96,6 @@ void svc_directory_put(struct srv_call *c);
 void svc_build_do_build(struct srv_call *c);
 /* snix.build.v1.BuildService/DoBuild: the same build, Snix's BuildResponse. */
 void svc_build_do_build_snix(struct srv_call *c);
+/* kiln.build.v1.BuildEvents/Build: the same build, streaming its events. */
+void svc_build_events(struct srv_call *c);
 void svc_health_check(struct srv_call *c);

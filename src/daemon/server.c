@@ -35,6 +35,7 @@ enum {
         M_SNIX_DIR_GET,
         M_SNIX_DIR_PUT,
         M_SNIX_BUILD,
+        M_BUILD_EVENTS,
         M_COUNT,
 };
 
@@ -52,6 +53,7 @@ static const struct srv_method methods[M_COUNT] = {
         [M_SNIX_DIR_GET] = {"/snix.castore.v1.DirectoryService/Get", true, svc_directory_get},
         [M_SNIX_DIR_PUT] = {"/snix.castore.v1.DirectoryService/Put", false, svc_directory_put},
         [M_SNIX_BUILD] = {"/snix.build.v1.BuildService/DoBuild", true, svc_build_do_build_snix},
+        [M_BUILD_EVENTS] = {"/kiln.build.v1.BuildEvents/Build", true, svc_build_events},
 };
 
 #define DEFAULT_MAX_CALLS 256

@@ -1,5 +1,6 @@
 /* tvix.build.v1.BuildService/DoBuild (and snix.build.v1's, which answers
- * Snix's BuildResponse): the request is validated
+ * Snix's BuildResponse, and kiln.build.v1.BuildEvents/Build, which streams
+ * the build's events and then its result): the request is validated
  * (INVALID_ARGUMENT with upstream's message), then built by the configured
  * build service on this call's thread. A second thread waits for the call's
  * close notification and triggers the build's kiln_cancel when the client
@@ -12,6 +13,7 @@
 #include <pthread.h>
 
 #include <kiln/build/action_cache.h>
+#include <kiln/build/events.h>
 
 #include "call.h"
 #include "log.h"
@@ -82,7 +84,35 @@ static void log_phase(void *userdata, const char *phase)
         daemon_log_debug("DoBuild %s: %s", KILN_DIGEST_B64(&id), what);
 }
 
-static void do_build(struct srv_call *c, bool snix)
+/* kiln.build.v1.BuildEvents/Build: every event goes out as it happens;
+ * once the client is gone the rest are dropped (the watcher cancels the
+ * build). */
+struct event_sink {
+        struct srv_call *call;
+        struct phase_log *pl;
+        bool dead;
+};
+
+static void sink_phase(void *ud, const char *phase)
+{
+        struct event_sink *s = ud;
+        log_phase(s->pl, phase);
+}
+
+static void sink_emit(void *ud, const struct kiln_build_event *ev)
+{
+        struct event_sink *s = ud;
+        if (s->dead)
+                return;
+        _cleanup_(kiln_buf_done) struct kiln_buf b = KILN_BUF_INIT;
+        kiln_build_event_encode(ev, &b);
+        if (srv_send(s->call, kiln_rpc_bb_copy(b.data, b.len)) < 0)
+                s->dead = true;
+}
+
+enum reply { REPLY_TVIX, REPLY_SNIX, REPLY_EVENTS };
+
+static void do_build(struct srv_call *c, enum reply reply)
 {
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
         _cleanup_(kiln_buf_done) struct kiln_buf in = KILN_BUF_INIT;
@@ -100,6 +130,10 @@ static void do_build(struct srv_call *c, bool snix)
         bool watching = !c->close_done && pthread_create(&watcher, NULL, watch_close, &w) == 0;
         struct phase_log pl = {.req = &req, .m = srv_metrics(c), .arrived = now_s()};
         struct kiln_build_call call = {.cancel = cancel, .progress = log_phase, .userdata = &pl};
+        struct event_sink sink = {.call = c, .pl = &pl};
+        struct kiln_build_events events = {.phase = sink_phase};
+        if (reply == REPLY_EVENTS)
+                kiln_build_events_init(&events, sink_emit, &sink, &call);
         struct kiln_build build = {0};
         r = kiln_build_service_build(srv_builds(c), &req, &call, &build, &err);
         if (pl.queued) /* cancelled while waiting */
@@ -110,11 +144,16 @@ static void do_build(struct srv_call *c, bool snix)
                          : kiln_cancel_is_set(cancel) ? &pl.m->builds_cancelled
                                                        : &pl.m->builds_failed,
                          1);
-        if (r < 0) {
+        if (reply == REPLY_EVENTS) {
+                kiln_build_events_end(&events, r, r < 0 ? NULL : &build, err);
+                if (r >= 0)
+                        kiln_build_done(&build);
+                srv_finish(c, GRPC_STATUS_OK, NULL, NULL);
+        } else if (r < 0) {
                 srv_fail(c, err);
         } else {
                 _cleanup_(kiln_buf_done) struct kiln_buf out = KILN_BUF_INIT;
-                (snix ? kiln_build_encode_snix : kiln_build_encode)(&build, &out);
+                (reply == REPLY_SNIX ? kiln_build_encode_snix : kiln_build_encode)(&build, &out);
                 kiln_build_done(&build);
                 srv_finish(c, GRPC_STATUS_OK, NULL, kiln_rpc_bb_copy(out.data, out.len));
         }
@@ -126,10 +165,15 @@ static void do_build(struct srv_call *c, bool snix)
 
 void svc_build_do_build(struct srv_call *c)
 {
-        do_build(c, false);
+        do_build(c, REPLY_TVIX);
 }
 
 void svc_build_do_build_snix(struct srv_call *c)
 {
-        do_build(c, true);
+        do_build(c, REPLY_SNIX);
+}
+
+void svc_build_events(struct srv_call *c)
+{
+        do_build(c, REPLY_EVENTS);
 }

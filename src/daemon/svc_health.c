@@ -12,6 +12,7 @@ static const char *const served[] = {
         "snix.castore.v1.BlobService",
         "snix.castore.v1.DirectoryService",
         "snix.build.v1.BuildService",
+        "kiln.build.v1.BuildEvents",
         "grpc.health.v1.Health",
 };
 

@@ -152,11 +152,21 @@ static int slot_acquire(struct runner_service *s, const struct kiln_build_call *
                 s->head = &w;
         s->tail = &w;
         bool reported = false;
+        size_t told = SIZE_MAX; /* the position last reported */
         while (s->head != &w || s->running >= s->cfg.concurrency) {
-                if (!reported && call->progress) {
-                        reported = true;
+                size_t ahead = 0;
+                for (const struct runner_waiter *p = s->head; p != &w; p = p->next)
+                        ahead++;
+                bool phase = !reported && call->progress;
+                bool position = call->queue_position && ahead != told;
+                if (phase || position) {
+                        reported = reported || phase;
+                        told = ahead;
                         pthread_mutex_unlock(&s->lock);
-                        call->progress(call->userdata, "queued");
+                        if (phase)
+                                call->progress(call->userdata, "queued");
+                        if (position)
+                                call->queue_position(call->userdata, ahead);
                         pthread_mutex_lock(&s->lock);
                         continue;
                 }

@@ -16,6 +16,8 @@ PROTOS = [
     "snix/castore/protos/rpc_directory.proto",
     "snix/build/protos/build.proto",
     "snix/build/protos/rpc_build.proto",
+    # kiln's own: builds with live events
+    "kiln/build/v1/events.proto",
 ]
 PLUGIN = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
 

@@ -3,9 +3,11 @@
 #include "testutil.h"
 
 #include <kiln/build/build.h>
+#include <kiln/build/events.h>
 #include <kiln/castore/json.h>
 
 #include "build.pb-c.h"
+#include "events.pb-c.h"
 
 static void test_clean_paths(void **state)
 {
@@ -227,6 +229,78 @@ static void test_round_trips(void **state)
         kiln_build_request_done(&back);
 }
 
+struct seen {
+        Kiln__Build__V1__BuildEvent *ev[16];
+        json_t *json[16];
+        size_t n;
+};
+
+static void collect(void *ud, const struct kiln_build_event *ev)
+{
+        struct seen *s = ud;
+        assert_true(s->n < 16);
+        struct kiln_buf b = KILN_BUF_INIT;
+        kiln_build_event_encode(ev, &b);
+        s->ev[s->n] = kiln__build__v1__build_event__unpack(NULL, b.len, b.data);
+        assert_non_null(s->ev[s->n]);
+        s->json[s->n++] = kiln_build_event_to_json(ev);
+        kiln_buf_done(&b);
+}
+
+/* The callbacks of a build, as events: their protobuf decodes with the
+ * generated code, their JSON is proto3's, a failure carries the output's
+ * last KILN_BUILD_EVENT_TAIL bytes. */
+static void test_events(void **state)
+{
+        (void)state;
+        struct seen s = {0};
+        struct kiln_build_events e = {0};
+        struct kiln_build_call call = {0};
+        kiln_build_events_init(&e, collect, &s, &call);
+        call.queue_position(call.userdata, 2);
+        call.progress(call.userdata, "queued");
+        call.progress(call.userdata, "bundle");
+        call.progress(call.userdata, "run");
+        char big[KILN_BUILD_EVENT_TAIL + 100];
+        for (size_t i = 0; i < sizeof(big); i++)
+                big[i] = (char)('a' + i % 26);
+        call.output(call.userdata, 2, "err\n", 4);
+        call.output(call.userdata, 1, big, sizeof(big));
+        call.progress(call.userdata, "ingest");
+        struct kiln_error *err = NULL;
+        kiln_error_set(&err, ETIMEDOUT, "build timed out");
+        kiln_build_events_end(&e, -ETIMEDOUT, NULL, err);
+        kiln_error_free(err);
+
+        assert_int_equal(s.n, 6);
+        assert_int_equal(s.ev[0]->event_case, KILN__BUILD__V1__BUILD_EVENT__EVENT_QUEUED);
+        assert_int_equal(s.ev[0]->queued->position, 2);
+        assert_int_equal(s.ev[1]->event_case, KILN__BUILD__V1__BUILD_EVENT__EVENT_STARTED);
+        assert_int_equal(s.ev[2]->log->stream, KILN__BUILD__V1__BUILD_EVENT__STREAM__STDERR);
+        assert_int_equal(s.ev[3]->log->data.len, sizeof(big));
+        assert_int_equal(s.ev[4]->event_case, KILN__BUILD__V1__BUILD_EVENT__EVENT_REFSCAN);
+        Kiln__Build__V1__BuildEvent__Failed *f = s.ev[5]->failed;
+        assert_int_equal(f->code, 4); /* DEADLINE_EXCEEDED */
+        assert_string_equal(f->message, "build timed out");
+        assert_int_equal(f->log_tail.len, KILN_BUILD_EVENT_TAIL);
+        assert_memory_equal(f->log_tail.data, big + sizeof(big) - KILN_BUILD_EVENT_TAIL,
+                            KILN_BUILD_EVENT_TAIL);
+
+        char *q = json_dumps(s.json[0], JSON_COMPACT);
+        assert_string_equal(q, "{\"queued\":{\"position\":\"2\"}}");
+        free(q);
+        char *l = json_dumps(s.json[2], JSON_COMPACT);
+        assert_string_equal(l, "{\"log\":{\"stream\":\"STDERR\",\"data\":\"ZXJyCg==\"}}");
+        free(l);
+        char *st = json_dumps(s.json[1], JSON_COMPACT);
+        assert_string_equal(st, "{\"started\":{}}");
+        free(st);
+        for (size_t i = 0; i < s.n; i++) {
+                kiln__build__v1__build_event__free_unpacked(s.ev[i], NULL);
+                json_decref(s.json[i]);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -234,6 +308,7 @@ int main(void)
                 cmocka_unit_test(test_validation),
                 cmocka_unit_test(test_wire_strings),
                 cmocka_unit_test(test_round_trips),
+                cmocka_unit_test(test_events),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

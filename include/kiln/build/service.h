@@ -17,6 +17,9 @@ struct kiln_build_call {
          * comes (stream 1 stdout, 2 stderr), up to the log limit; local
          * build services only. */
         void (*output)(void *userdata, int stream, const void *p, size_t n);
+        /* Called from the building thread while the build waits for a slot,
+         * each time the number of builds ahead of it changes. */
+        void (*queue_position)(void *userdata, size_t ahead);
         void *userdata;
         /* Wall-clock limit in seconds for this build; 0 = the service's. */
         unsigned timeout;

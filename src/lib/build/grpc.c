@@ -3,24 +3,150 @@
  * echo or outputs fail validation is -EBADMSG), honours the call's
  * kiln_cancel (the RPC is cancelled, -ECANCELED) and its timeout (the call's
  * deadline, -ETIMEDOUT), and maps the status back to errno codes with the
- * server's message. Thread-safe: every build is its own call. */
+ * server's message. Thread-safe: every build is its own call.
+ *
+ * A caller that wants to see the build (progress, output or queue position
+ * callbacks) gets kiln.build.v1.BuildEvents/Build from a kiln server, its
+ * events turned back into those callbacks; a server without it (UNIMPLEMENTED:
+ * upstream's) is asked with DoBuild from then on. */
+#include <stdatomic.h>
+
 #include <kiln/build/service.h>
+#include <kiln/util/status.h>
 
 #include "grpc.h"
 #include "../rpc/client.h"
+#include "build.pb-c.h"
+#include "events.pb-c.h"
 
 #define M_DO_BUILD "/tvix.build.v1.BuildService/DoBuild"
+#define M_EVENTS   "/kiln.build.v1.BuildEvents/Build"
 
 struct grpc_build_service {
         struct kiln_build_service base;
         struct rpc_channel *ch;
+        atomic_bool no_events; /* the server answered UNIMPLEMENTED */
 };
+
+static int bad_build(struct grpc_build_service *g, struct kiln_error **err)
+{
+        if (err && *err)
+                (*err)->code = EBADMSG;
+        return kiln_error_prefix(err, -EBADMSG, "invalid Build from %s", rpc_channel_url(g->ch));
+}
+
+/* One event: 0 to go on, 1 with *ret filled (Completed), < 0 (Failed, or a
+ * malformed event). */
+static int on_event(struct grpc_build_service *g, const struct kiln_build_call *call,
+                    const Kiln__Build__V1__BuildEvent *ev, bool *queued, struct kiln_build *ret,
+                    struct kiln_error **err)
+{
+        void *ud = call->userdata;
+        switch (ev->event_case) {
+        case KILN__BUILD__V1__BUILD_EVENT__EVENT_QUEUED:
+                if (!*queued && call->progress)
+                        call->progress(ud, "queued");
+                *queued = true;
+                if (call->queue_position)
+                        call->queue_position(ud, (size_t)ev->queued->position);
+                return 0;
+        case KILN__BUILD__V1__BUILD_EVENT__EVENT_STARTED:
+                if (call->progress)
+                        call->progress(ud, "run");
+                return 0;
+        case KILN__BUILD__V1__BUILD_EVENT__EVENT_LOG:
+                if (call->output && ev->log->data.len)
+                        call->output(ud, ev->log->stream == KILN__BUILD__V1__BUILD_EVENT__STREAM__STDOUT ? 1 : 2,
+                                     ev->log->data.data, ev->log->data.len);
+                return 0;
+        case KILN__BUILD__V1__BUILD_EVENT__EVENT_REFSCAN:
+                if (call->progress)
+                        call->progress(ud, "ingest");
+                return 0;
+        case KILN__BUILD__V1__BUILD_EVENT__EVENT_COMPLETED: {
+                const Kiln__Build__V1__BuildEvent__Completed *c = ev->completed;
+                if (!c->build)
+                        return kiln_error_set(err, EBADMSG, "invalid Build from %s: none in Completed",
+                                              rpc_channel_url(g->ch));
+                size_t n = tvix__build__v1__build__get_packed_size(c->build);
+                _cleanup_free_ uint8_t *b = kiln_malloc(n);
+                tvix__build__v1__build__pack(c->build, b);
+                if (kiln_build_decode(b, n, ret, err) < 0)
+                        return bad_build(g, err);
+                if (call->progress && (c->cached || c->joined))
+                        call->progress(ud, c->cached ? "cache-hit" : "joined");
+                return 1;
+        }
+        case KILN__BUILD__V1__BUILD_EVENT__EVENT_FAILED: {
+                int code = kiln_errno_from_status(ev->failed->code);
+                return kiln_error_set_lines(err, code ? code : EIO, "%s", ev->failed->message);
+        }
+        default: /* an event of a newer server: ignore it */
+                return 0;
+        }
+}
+
+/* The build through BuildEvents: 0 or a failure; *unimplemented when the
+ * server has no such method. */
+static int build_events(struct grpc_build_service *g, const struct kiln_build_request *req,
+                        const struct kiln_build_call *call, struct kiln_build *ret,
+                        bool *unimplemented, struct kiln_error **err)
+{
+        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
+        kiln_build_request_encode(req, &msg);
+        struct rpc_call c;
+        int r = rpc_call_start(&c, g->ch, M_EVENTS, call->timeout, call->cancel, err);
+        if (r >= 0)
+                r = rpc_call_send(&c, kiln_rpc_bb_copy(msg.data, msg.len), err);
+        if (r >= 0)
+                r = rpc_call_close_send(&c, err);
+        bool queued = false, done = false, any = false;
+        _cleanup_(kiln_buf_done) struct kiln_buf in = KILN_BUF_INIT;
+        while (r >= 0 && !done) {
+                r = rpc_call_recv(&c, &in, err);
+                any = any || r > 0;
+                if (r == 0)
+                        r = kiln_error_set(err, EBADMSG, "%s: the build's events ended without "
+                                           "its result", rpc_channel_url(g->ch));
+                if (r < 0)
+                        break;
+                Kiln__Build__V1__BuildEvent *ev =
+                        kiln__build__v1__build_event__unpack(NULL, in.len, in.data);
+                if (!ev) {
+                        r = kiln_error_set(err, EBADMSG, "%s: malformed BuildEvent",
+                                           rpc_channel_url(g->ch));
+                        break;
+                }
+                r = on_event(g, call, ev, &queued, ret, err);
+                kiln__build__v1__build_event__free_unpacked(ev, NULL);
+                done = r > 0;
+        }
+        /* Wherever it failed (the server may refuse before reading): a
+         * server without the method says so before any event. */
+        *unimplemented = r < 0 && !any && rpc_call_status(&c) == GRPC_STATUS_UNIMPLEMENTED;
+        rpc_call_done(&c);
+        return r < 0 ? r : 0;
+}
 
 static int grpc_build(struct kiln_build_service *s, const struct kiln_build_request *req,
                       const struct kiln_build_call *call, struct kiln_build *ret,
                       struct kiln_error **err)
 {
         struct grpc_build_service *g = (struct grpc_build_service *)s;
+        if ((call->progress || call->output || call->queue_position) &&
+            !atomic_load(&g->no_events)) {
+                _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
+                bool unimplemented = false;
+                int r = build_events(g, req, call, ret, &unimplemented, &e);
+                if (!unimplemented) {
+                        if (r < 0 && err) {
+                                kiln_error_free(*err);
+                                *err = TAKE_PTR(e);
+                        }
+                        return r;
+                }
+                atomic_store(&g->no_events, true);
+        }
         _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
         kiln_build_request_encode(req, &msg);
         _cleanup_(kiln_buf_done) struct kiln_buf resp = KILN_BUF_INIT;
@@ -29,13 +155,7 @@ static int grpc_build(struct kiln_build_service *s, const struct kiln_build_requ
         if (r < 0)
                 return r;
         r = kiln_build_decode(resp.data, resp.len, ret, err);
-        if (r < 0) {
-                if (err && *err)
-                        (*err)->code = EBADMSG;
-                return kiln_error_prefix(err, -EBADMSG, "invalid Build from %s",
-                                         rpc_channel_url(g->ch));
-        }
-        return 0;
+        return r < 0 ? bad_build(g, err) : 0;
 }
 
 static void grpc_build_free(struct kiln_build_service *s)
