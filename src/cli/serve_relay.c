@@ -101,10 +101,44 @@ static int write_all(int fd, const char *p, size_t n)
         return 0;
 }
 
+/* p[0..n) to the socket; while it is full, what the listener sends meanwhile
+ * goes on to stdout (through other), so that neither side waits on the
+ * other's full buffer. */
+static int to_listener(int sock, const char *p, size_t n, char *other, size_t other_size)
+{
+        while (n) {
+                struct pollfd q = {.fd = sock, .events = POLLIN | POLLOUT};
+                if (poll(&q, 1, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -1;
+                }
+                if (q.revents & POLLIN) {
+                        ssize_t r = read(sock, other, other_size);
+                        if (r < 0 && errno == EINTR)
+                                continue;
+                        if (r <= 0 || write_all(STDOUT_FILENO, other, (size_t)r) < 0)
+                                return -1;
+                }
+                if (q.revents & POLLOUT) {
+                        ssize_t w = send(sock, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                        if (w < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (w <= 0)
+                                return -1;
+                        p += w;
+                        n -= (size_t)w;
+                } else if (q.revents & (POLLERR | POLLHUP | POLLNVAL) && !(q.revents & POLLIN)) {
+                        return -1;
+                }
+        }
+        return 0;
+}
+
 /* stdin → socket and socket → stdout until the listener ends the session. */
 static void relay(int sock)
 {
-        static char buf[256 * 1024];
+        static char buf[256 * 1024], other[256 * 1024];
         bool in_open = true;
         for (;;) {
                 struct pollfd p[2] = {{.fd = in_open ? STDIN_FILENO : -1, .events = POLLIN},
@@ -130,7 +164,7 @@ static void relay(int sock)
                                  * sees the end of its input */
                                 shutdown(sock, SHUT_WR);
                                 in_open = false;
-                        } else if (write_all(sock, buf, (size_t)n) < 0) {
+                        } else if (to_listener(sock, buf, (size_t)n, other, sizeof(other)) < 0) {
                                 return;
                         }
                 }

@@ -289,6 +289,47 @@ for c in 1 2 3 4; do
         done
 done
 
+# BuildPaths (which Nix 2.8's own ssh:// store cannot send, since it reads
+# the derivation first; spoken here directly): derivations copied in with
+# `nix copy --derivation` are built from the .drv files kiln holds, input
+# derivations first, with the outputs a local build gives; a path kiln does
+# not hold fails with a message.
+build_paths() { # PATH: one session with one BuildPaths, the reply on stderr
+        $PY - "$1" "$KILN_BIN" "$khome" <<'PYEOF'
+import struct, subprocess, sys
+def u(n): return struct.pack('<Q', n)
+def s(b):
+    b = b.encode()
+    return u(len(b)) + b + b'\0' * (-len(b) % 8)
+p = subprocess.Popen([sys.argv[2], 'nix', 'serve', '--write', '--home', sys.argv[3]],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+p.stdin.write(u(0x390c9deb) + u(0x206) + u(6) + u(1) + s(sys.argv[1]) + u(0) * 5)
+p.stdin.flush()
+p.stdout.read(16)
+st = struct.unpack('<Q', p.stdout.read(8))[0]
+msg = b''
+if st:
+    n = struct.unpack('<Q', p.stdout.read(8))[0]
+    msg = p.stdout.read(n)
+p.stdin.close()
+sys.exit('BuildPaths: status %d: %s' % (st, msg.decode()) if st or p.wait() else 0)
+PYEOF
+}
+bp_args=(--argstr salt "$salt-bp" --argstr recHash "$rec_hash" --arg bbDir "$T/bb")
+bp_drv=$(nix-instantiate --store "$local" "${common[@]}" "${bp_args[@]}" -A chain3 "$fixture" 2>/dev/null)
+nix --extra-experimental-features nix-command copy "${common[@]}" --store "$local" --derivation \
+        --to "$remote" "$bp_drv" 2>"$T/bp.err" || { cat "$T/bp.err" >&2; fail "nix copy --derivation"; }
+build_paths "$bp_drv!out" 2>>"$T/serve.log" || { tail -5 "$T/serve.log" >&2; fail "BuildPaths of $bp_drv"; }
+nix-build --store "$T/plainbp" "${common[@]}" --no-out-link "${bp_args[@]}" -A chain3 -A chain2 \
+        -A chain1 "$fixture" >"$T/plainbp.out" 2>"$T/plainbp.err" ||
+        { tail -5 "$T/plainbp.err" >&2; fail "plain build for BuildPaths"; }
+for o in $(cat "$T/plainbp.out"); do
+        [ "$(nix-store --store "$remote" "${common[@]}" -q --hash "$o" 2>/dev/null)" = \
+          "$(nix-store --store "$T/plainbp" "${common[@]}" -q --hash "$o")" ] ||
+                fail "BuildPaths: $o is not on kiln with the local build's NAR hash"
+done
+expect_fail "is not valid" build_paths "/nix/store/11111111111111111111111111111111-none.drv"
+
 # A warm listener (kiln nix serve --listen): the same sessions relayed to it
 # by the kiln front end (no kiln-core per session). A relay killed mid-build
 # cancels its build there, records nothing, and the next build works.

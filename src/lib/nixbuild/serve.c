@@ -697,6 +697,44 @@ static void *watch_hup(void *arg)
         }
 }
 
+/* Builds d (no input derivations) while watching the client for a
+ * hang-up; *dropped says the build was cancelled for one. */
+static int watched_build(struct serve *s, const struct kiln_nix_derivation *d,
+                         const char *drv_path, bool *dropped, struct kiln_error **e)
+{
+        _cleanup_(kiln_cancel_freep) struct kiln_cancel *cancel = kiln_cancel_new();
+        struct hup_watch w = {.s = s, .fd = s->c.in_fd, .cancel = cancel};
+        pthread_t t;
+        bool watching = !s->ignore_hangup && pipe2(w.stop_fd, O_CLOEXEC) == 0;
+        if (watching && pthread_create(&t, NULL, watch_hup, &w)) {
+                close(w.stop_fd[0]);
+                close(w.stop_fd[1]);
+                watching = false;
+        }
+        s->o.cancel = cancel;
+        int r = kiln_nixbuild_build_basic(&s->o, d, drv_path, e);
+        s->o.cancel = NULL;
+        if (watching) {
+                close(w.stop_fd[1]);
+                pthread_join(t, NULL);
+                close(w.stop_fd[0]);
+        }
+        *dropped = r < 0 && kiln_cancel_is_set(cancel);
+        return r;
+}
+
+/* BuildResult::Status of a build's outcome. */
+static uint64_t result_status(int r, const struct kiln_error *e)
+{
+        if (r == 0)
+                return BUILT;
+        if (r == -ETIMEDOUT)
+                return TIMED_OUT;
+        if (e && strstr(e->msg, "(max-log-size)"))
+                return LOG_LIMIT_EXCEEDED;
+        return r == -EBADMSG ? MISC_FAILURE : PERMANENT_FAILURE;
+}
+
 static int build_derivation(struct serve *s, struct kiln_error **err)
 {
         if (!s->write)
@@ -722,37 +760,15 @@ static int build_derivation(struct serve *s, struct kiln_error **err)
 
         uint64_t start = (uint64_t)time(NULL);
         _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
-        _cleanup_(kiln_cancel_freep) struct kiln_cancel *cancel = kiln_cancel_new();
-        struct hup_watch w = {.s = s, .fd = s->c.in_fd, .cancel = cancel};
-        pthread_t t;
-        bool watching = !s->ignore_hangup && pipe2(w.stop_fd, O_CLOEXEC) == 0;
-        if (watching && pthread_create(&t, NULL, watch_hup, &w)) {
-                close(w.stop_fd[0]);
-                close(w.stop_fd[1]);
-                watching = false;
-        }
-        s->o.cancel = cancel;
-        r = kiln_nixbuild_build_basic(&s->o, d, drv_path, &e);
-        s->o.cancel = NULL;
-        if (watching) {
-                close(w.stop_fd[1]);
-                pthread_join(t, NULL);
-                close(w.stop_fd[0]);
-        }
-        if (r < 0 && kiln_cancel_is_set(cancel))
+        bool dropped;
+        r = watched_build(s, d, drv_path, &dropped, &e);
+        if (dropped)
                 return kiln_error_set(err, ECANCELED, "the client dropped the build of '%s'",
                                       drv_path);
         uint64_t stop = (uint64_t)time(NULL);
         if (r < 0)
                 say(s, "error: %s", e->msg);
-        uint64_t status = BUILT;
-        if (r == -ETIMEDOUT)
-                status = TIMED_OUT;
-        else if (r < 0 && strstr(e->msg, "(max-log-size)"))
-                status = LOG_LIMIT_EXCEEDED;
-        else if (r < 0)
-                status = r == -EBADMSG ? MISC_FAILURE : PERMANENT_FAILURE;
-        kiln_nix_write_u64(&s->c, status);
+        kiln_nix_write_u64(&s->c, result_status(r, e));
         kiln_nix_write_string(&s->c, r < 0 ? e->msg : "");
         if (s->minor >= 3) {
                 kiln_nix_write_u64(&s->c, 1); /* timesBuilt */
@@ -765,6 +781,175 @@ static int build_derivation(struct serve *s, struct kiln_error **err)
         return 0;
 }
 
+static void nar_token(struct kiln_buf *b, const char *t)
+{
+        static const uint8_t zero[8];
+        size_t n = strlen(t);
+        uint8_t le[8];
+        for (int i = 0; i < 8; i++)
+                le[i] = (uint8_t)((uint64_t)n >> (8 * i));
+        kiln_buf_append(b, le, 8);
+        kiln_buf_append(b, t, n);
+        kiln_buf_append(b, zero, -n & 7);
+}
+
+struct buf_sink {
+        struct kiln_buf *b;
+        uint64_t max;
+};
+
+static int buf_sink_write(void *ctx, const void *p, size_t n, struct kiln_error **err)
+{
+        struct buf_sink *bs = ctx;
+        if (bs->b->len + n > bs->max)
+                return kiln_error_set(err, EFBIG, "derivation larger than its recorded NAR");
+        kiln_buf_append(bs->b, p, n);
+        return 0;
+}
+
+#define MAX_DRV_NAR (256u << 20)
+
+/* A .drv path kiln holds (copied in by the client), read back from castore
+ * through its NAR, which must have the recorded hash, and parsed. */
+static int read_held_drv(struct serve *s, const char *path, struct kiln_nix_derivation **ret,
+                         struct kiln_error **err)
+{
+        struct kiln_nix_pathinfo pi;
+        int r = get_held(s, path, &pi, err);
+        if (r < 0)
+                return r;
+        _cleanup_(kiln_buf_done) struct kiln_buf nar = KILN_BUF_INIT;
+        _cleanup_(kiln_buf_done) struct kiln_buf head = KILN_BUF_INIT;
+        struct buf_sink bs = {.b = &nar, .max = pi.nar_size};
+        struct kiln_nix_nar_sink sink = {.write = buf_sink_write, .ctx = &bs};
+        struct kiln_nix_nar_info info;
+        if (pi.nar_size > MAX_DRV_NAR)
+                r = kiln_error_set(err, EFBIG, "derivation '%s' is too large", path);
+        if (r == 0)
+                r = kiln_nix_nar_dump_node(s->o.blobs, s->o.dirs, &pi.node, &sink, &info, err);
+        if (r == 0 && (info.size != pi.nar_size || !kiln_nix_hash_eq(&info.hash, &pi.nar_hash)))
+                r = kiln_error_set(err, EBADMSG, "the NAR of '%s' differs from its recorded hash",
+                                   path);
+        kiln_nix_pathinfo_done(&pi);
+        if (r < 0)
+                return r;
+        /* a regular file: its contents follow a fixed head */
+        const char *t[] = {"nix-archive-1", "(", "type", "regular", "contents"};
+        for (size_t i = 0; i < 5; i++)
+                nar_token(&head, t[i]);
+        uint64_t len = 0;
+        if (nar.len >= head.len + 8 && !memcmp(nar.data, head.data, head.len))
+                for (int i = 7; i >= 0; i--)
+                        len = len << 8 | nar.data[head.len + (size_t)i];
+        if (nar.len < head.len + 8 || memcmp(nar.data, head.data, head.len) ||
+            len > nar.len - head.len - 8)
+                return kiln_error_set(err, EINVAL, "'%s' is not a derivation file", path);
+        r = kiln_nix_derivation_parse(nar.data + head.len + 8, (size_t)len, ret, err);
+        return r < 0 ? kiln_error_prefix(err, r, "derivation '%s'", path) : 0;
+}
+
+static bool held(struct serve *s, const struct kiln_nix_store_path *p, struct kiln_error **err,
+                 int *r)
+{
+        _cleanup_free_ char *path = kiln_nix_store_path_to_string(p);
+        bool ok = false;
+        *r = valid_path(s, path, &ok, err);
+        return *r == 0 && ok;
+}
+
+static int cmp_path(const void *a, const void *b)
+{
+        return kiln_nix_store_path_cmp(a, b);
+}
+
+#define MAX_DRV_DEPTH 512
+
+/* Builds the derivation drv_path that kiln holds, after the input
+ * derivations whose outputs it does not hold (each held too), unless its
+ * outputs are all held already. */
+static int realise_drv(struct serve *s, const char *drv_path, unsigned depth, bool *dropped,
+                       struct kiln_error **err)
+{
+        if (depth > MAX_DRV_DEPTH)
+                return kiln_error_set(err, ELOOP, "'%s': input derivations nested too deep",
+                                      drv_path);
+        _cleanup_(kiln_nix_derivation_freep) struct kiln_nix_derivation *d = NULL;
+        int r = read_held_drv(s, drv_path, &d, err);
+        if (r < 0)
+                return r;
+        bool all = true;
+        for (size_t i = 0; r == 0 && all && i < d->n_outputs; i++)
+                all = (d->outputs[i].kind == KILN_NIX_OUTPUT_INPUT_ADDRESSED ||
+                       d->outputs[i].kind == KILN_NIX_OUTPUT_FIXED) &&
+                      held(s, &d->outputs[i].path, err, &r);
+        if (r < 0 || all)
+                return r;
+        /* The inputs' outputs become input sources, as the build hook makes a
+         * BasicDerivation. */
+        size_t cap = d->n_input_srcs;
+        for (size_t i = 0; i < d->n_input_drvs; i++)
+                cap += d->input_drvs[i].n_outputs;
+        struct kiln_nix_store_path *srcs = kiln_calloc(cap ? cap : 1, sizeof(*srcs));
+        size_t n = 0;
+        for (size_t i = 0; i < d->n_input_srcs; i++)
+                srcs[n++] = d->input_srcs[i];
+        for (size_t i = 0; r == 0 && i < d->n_input_drvs; i++) {
+                const struct kiln_nix_drv_input *in = &d->input_drvs[i];
+                _cleanup_free_ char *in_path = kiln_nix_store_path_to_string(&in->drv);
+                _cleanup_(kiln_nix_derivation_freep) struct kiln_nix_derivation *id = NULL;
+                r = read_held_drv(s, in_path, &id, err);
+                for (size_t k = 0; r == 0 && k < in->n_outputs; k++) {
+                        const struct kiln_nix_drv_output *o = NULL;
+                        for (size_t m = 0; m < id->n_outputs; m++)
+                                if (!strcmp(id->outputs[m].name, in->outputs[k]))
+                                        o = &id->outputs[m];
+                        if (!o || (o->kind != KILN_NIX_OUTPUT_INPUT_ADDRESSED &&
+                                   o->kind != KILN_NIX_OUTPUT_FIXED)) {
+                                r = kiln_error_set(err, EINVAL,
+                                                   "'%s' has no output '%s' with a known path",
+                                                   in_path, in->outputs[k]);
+                                break;
+                        }
+                        if (!held(s, &o->path, err, &r) && r == 0)
+                                r = realise_drv(s, in_path, depth + 1, dropped, err);
+                        if (r == 0 && !held(s, &o->path, err, &r) && r == 0)
+                                r = kiln_error_set(err, EIO, "building '%s' did not give '%s'",
+                                                   in_path, in->outputs[k]);
+                        if (r == 0)
+                                srcs[n++] = o->path;
+                }
+        }
+        if (r < 0) {
+                free(srcs);
+                return r;
+        }
+        qsort(srcs, n, sizeof(*srcs), cmp_path);
+        size_t u = 0;
+        for (size_t i = 0; i < n; i++)
+                if (!u || kiln_nix_store_path_cmp(&srcs[u - 1], &srcs[i]))
+                        srcs[u++] = srcs[i];
+        /* The derivation lent as a basic one: its own arrays go back after. */
+        struct kiln_nix_drv_input *in_drvs = d->input_drvs;
+        size_t n_in_drvs = d->n_input_drvs;
+        struct kiln_nix_store_path *in_srcs = d->input_srcs;
+        size_t n_in_srcs = d->n_input_srcs;
+        d->input_drvs = NULL;
+        d->n_input_drvs = 0;
+        d->input_srcs = srcs;
+        d->n_input_srcs = u;
+        r = watched_build(s, d, drv_path, dropped, err);
+        d->input_drvs = in_drvs;
+        d->n_input_drvs = n_in_drvs;
+        d->input_srcs = in_srcs;
+        d->n_input_srcs = n_in_srcs;
+        free(srcs);
+        return r;
+}
+
+/* cmdBuildPaths: store paths, each "path" or "path!outputs" (all outputs
+ * of a derivation are built). A .drv must be held (copied in first, as
+ * `nix copy --derivation` does) with its input derivations; any other path
+ * must be held, since kiln substitutes nothing. */
 static int build_paths(struct serve *s, struct kiln_error **err)
 {
         if (!s->write)
@@ -775,11 +960,37 @@ static int build_paths(struct serve *s, struct kiln_error **err)
                 r = read_build_settings(s, err);
         if (r < 0)
                 return r;
-        /* kiln holds no .drv files to build from; the build hook sends the
-         * derivation itself (cmdBuildDerivation). */
-        kiln_nix_write_u64(&s->c, MISC_FAILURE);
-        kiln_nix_write_string(&s->c, "kiln nix serve does not build store paths; "
-                                     "use ssh:// as a builder (cmdBuildDerivation)");
+        _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
+        bool dropped = false;
+        for (size_t i = 0; r == 0 && i < paths.n; i++) {
+                char *path = paths.v[i];
+                char *bang = strchr(path, '!');
+                if (bang)
+                        *bang = '\0';
+                struct kiln_nix_store_path sp;
+                size_t len = strlen(path);
+                r = kiln_nix_store_path_parse(path, len, &sp, &e);
+                if (r == 0 && len > 4 && !strcmp(path + len - 4, ".drv")) {
+                        r = realise_drv(s, path, 0, &dropped, &e);
+                } else if (r == 0) {
+                        bool ok;
+                        r = valid_path(s, path, &ok, &e);
+                        if (r == 0 && !ok)
+                                r = kiln_error_set(&e, ENOENT,
+                                                   "path '%s' is not valid and kiln "
+                                                   "substitutes nothing",
+                                                   path);
+                }
+        }
+        if (dropped)
+                return kiln_error_set(err, ECANCELED, "the client dropped the build");
+        if (r < 0) {
+                say(s, "error: %s", e->msg);
+                kiln_nix_write_u64(&s->c, result_status(r, e));
+                kiln_nix_write_string(&s->c, e->msg);
+        } else {
+                kiln_nix_write_u64(&s->c, BUILT);
+        }
         return 0;
 }
 
