@@ -4,9 +4,16 @@
 # `nix-build --max-jobs 0` into a chroot store, so that every derivation is
 # offloaded through the build hook over a real sshd on 127.0.0.1 (started
 # here, as in tests/integration/nix_serve.sh) to
-#   kiln: `kiln nix serve` on a KILN_HOME of its own (kiln's sandbox), or
+#   kiln: `kiln nix serve` on a KILN_HOME of its own (kiln's sandbox) where
+#         `kiln nix serve --listen` runs, so each session is relayed to it
+#         (stores and build service open, warm),
+#   cold: the same without the listener (each session a new kiln-core), or
 #   nix:  `nix-store --serve --write` on a chroot store of its own
 #         (sandboxed builds), so client and builder share no store.
+# Second, the builders' side alone (bench/nix_serve_sessions.py): N
+# one-derivation sessions as the build hook speaks them, straight to each
+# remote program (no ssh, no client Nix), sides interleaved per session:
+# the medians and kiln/nix. RUNS=0 gives only this part.
 # Both builders keep a master SSH connection (ControlMaster/ControlPersist in
 # NIX_SSHOPTS) and their store across runs, as a builder does; every run has
 # a new salt and a new client store, so each run builds all N derivations on
@@ -66,7 +73,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # run SIDE I SALT: one cold offloaded build of the chain; prints seconds
 run() {
 	local side=$1 i=$2 salt=$3 home=$T/$1-home client=$T/$1-client-$2
-	printf '#!/bin/sh\nBENCH_HOME=%s exec %s "$@"\n' "$home" "$T/$side-serve" >"$T/$side-$i"
+	local wrapper=$T/$side-serve
+	[ "$side" = nix ] || wrapper=$T/kiln-serve
+	printf '#!/bin/sh\nBENCH_HOME=%s exec %s "$@"\n' "$home" "$wrapper" >"$T/$side-$i"
 	chmod 755 "$T/$side-$i"
 	local remote="ssh://root@127.0.0.1?remote-program=$T/$side-$i&ssh-key=$SSH_KEY"
 	nix-instantiate --store "$client" "${common[@]}" --argstr salt "$salt" --arg n "$n" \
@@ -84,7 +93,7 @@ run() {
 	# the builder holds the last output, and the client a valid copy
 	local out
 	out=$(cat "$T/$side-$i.out")
-	if [ "$side" = kiln ]; then
+	if [ "$side" != nix ]; then
 		KILN_HOME=$home "$KILN_BIN" nix path-info "$out" >/dev/null || fail "kiln does not hold $out"
 	else
 		nix-store --store "$home" "${common[@]}" -q --hash "$out" >/dev/null || fail "the Nix builder does not hold $out"
@@ -94,22 +103,67 @@ run() {
 	echo "$t1 - $t0" | bc
 }
 
-kiln_t=""; nix_t=""
+mkdir "$T/kiln-home"
+"$KILN_BIN" nix serve --listen --home "$T/kiln-home" >"$T/listen.out" 2>"$T/listen.err" &
+cleanup_hooks="kill $! 2>/dev/null || true; $cleanup_hooks"
+until grep -q "^listening on" "$T/listen.out"; do sleep 0.1; done
+
+kiln_t=""; cold_t=""; nix_t=""; kiln_r=""; cold_r=""
 for i in $(seq "$runs"); do
 	salt="bench-serve-$$-$i-$(date +%N)"
-	if [ $((i % 2)) = 1 ]; then
-		k=$(run kiln "$i" "$salt"); x=$(run nix "$i" "$salt")
-	else
-		x=$(run nix "$i" "$salt"); k=$(run kiln "$i" "$salt")
-	fi
-	[ "$(cat "$T/kiln-$i.out")" = "$(cat "$T/nix-$i.out")" ] || fail "the two sides built other paths"
-	o=$(cat "$T/kiln-$i.out")
-	[ "$(nix-store --store "$T/kiln-client-$i" "${common[@]}" -q --hash "$o")" = \
-	  "$(nix-store --store "$T/nix-client-$i" "${common[@]}" -q --hash "$o")" ] || fail "the outputs differ"
-	echo "run $i: kiln ${k}s, nix ${x}s" >&2
-	kiln_t="$kiln_t $k"; nix_t="$nix_t $x"
-	rm -rf "$T/kiln-client-$i" "$T/nix-client-$i"
+	# the order rotates: each side goes first once every three runs
+	case $((i % 3)) in
+	1) k=$(run kiln "$i" "$salt"); c=$(run cold "$i" "$salt"); x=$(run nix "$i" "$salt") ;;
+	2) x=$(run nix "$i" "$salt"); k=$(run kiln "$i" "$salt"); c=$(run cold "$i" "$salt") ;;
+	0) c=$(run cold "$i" "$salt"); x=$(run nix "$i" "$salt"); k=$(run kiln "$i" "$salt") ;;
+	esac
+	o=$(cat "$T/nix-$i.out")
+	for side in kiln cold; do
+		[ "$(cat "$T/$side-$i.out")" = "$o" ] || fail "$side and nix built other paths"
+		[ "$(nix-store --store "$T/$side-client-$i" "${common[@]}" -q --hash "$o")" = \
+		  "$(nix-store --store "$T/nix-client-$i" "${common[@]}" -q --hash "$o")" ] ||
+			fail "the outputs of $side and nix differ"
+	done
+	echo "run $i: kiln ${k}s, kiln without listener ${c}s, nix ${x}s" >&2
+	kiln_t="$kiln_t $k"; cold_t="$cold_t $c"; nix_t="$nix_t $x"
+	kiln_r="$kiln_r $(echo "scale=3; $k / $x" | bc)"; cold_r="$cold_r $(echo "scale=3; $c / $x" | bc)"
+	rm -rf "$T/kiln-client-$i" "$T/cold-client-$i" "$T/nix-client-$i"
 done
+if [ "$runs" -gt 0 ]; then
 km=$(echo $kiln_t | tr ' ' '\n' | median)
+cm=$(echo $cold_t | tr ' ' '\n' | median)
 nm=$(echo $nix_t | tr ' ' '\n' | median)
-echo "chain of $n derivations offloaded over ssh (median of $runs): kiln nix serve ${km}s ($(echo "$km * 1000 / $n" | bc) ms each), nix-store --serve ${nm}s ($(echo "$nm * 1000 / $n" | bc) ms each): $(echo "scale=2; $km / $nm" | bc)x"
+each() { echo "$1 * 1000 / $n" | bc; }
+# the ratio of the medians, and the median of each run's ratio (which a
+# machine whose load drifts between runs disturbs less)
+krm=$(echo $kiln_r | tr ' ' '\n' | median)
+crm=$(echo $cold_r | tr ' ' '\n' | median)
+echo "chain of $n derivations offloaded over ssh, median of $runs runs:"
+echo "  kiln nix serve (--listen)    ${km}s ($(each "$km") ms each): $(echo "scale=2; $km / $nm" | bc)x nix (median of run ratios ${krm}x)"
+echo "  kiln nix serve (no listener) ${cm}s ($(each "$cm") ms each): $(echo "scale=2; $cm / $nm" | bc)x nix (median of run ratios ${crm}x)"
+echo "  nix-store --serve            ${nm}s ($(each "$nm") ms each)"
+fi
+
+# --- 2. the builders' side alone
+cat >"$T/one.nix" <<NIX
+{ salt }: import $T/chain.nix { inherit salt; n = 1; }
+NIX
+for j in $(seq "$n"); do
+	nix-instantiate --store "$T/sess" "${common[@]}" --argstr salt "sess-$$-$j-$(date +%N)" \
+		"$T/one.nix" 2>/dev/null
+done >"$T/sess.drvs"
+nix --extra-experimental-features nix-command show-derivation --store "$T/sess" "${common[@]}" \
+	$(cat "$T/sess.drvs") >"$T/sess.json" 2>/dev/null
+bb=$(nix-store --store "$T/sess" "${common[@]}" -qR "$(head -1 "$T/sess.drvs")" 2>/dev/null | grep -- '-bb$')
+nix-store --dump "$T/sess$bb" >"$T/bb.nar"
+printf '#!/bin/sh\nBENCH_HOME=%s exec %s "$@"\n' "$T/kiln-home" "$T/kiln-serve" >"$T/kiln-s"
+printf '#!/bin/sh\nBENCH_HOME=%s exec %s "$@"\n' "$T/cold-s-home" "$T/kiln-serve" >"$T/cold-s"
+printf '#!/bin/sh\nBENCH_HOME=%s exec %s "$@"\n' "$T/nix-s-store" "$T/nix-serve" >"$T/nix-s"
+chmod 755 "$T/kiln-s" "$T/cold-s" "$T/nix-s"
+medians=$($PY bench/nix_serve_sessions.py "$T/sess.json" "$bb" "$T/bb.nar" \
+	-- "$T/kiln-s" -- "$T/cold-s" -- "$T/nix-s") || fail "the sessions failed"
+set -- $medians
+echo "the builder's side alone, $n one-derivation sessions (median):"
+echo "  kiln nix serve (--listen)    $1 ms: $(echo "scale=2; $1 / $3" | bc)x nix"
+echo "  kiln nix serve (no listener) $2 ms: $(echo "scale=2; $2 / $3" | bc)x nix"
+echo "  nix-store --serve            $3 ms"
