@@ -152,7 +152,9 @@ for cyc in range(CYCLES * 2):
     d.start()
     if victim == "import":
         p = import_via(d.sock)
-        delay = rng.uniform(0.05, max(0.1, import_time * 1.05))
+        # every other one late, where the import sends its Directory Put
+        lo = 0.05 if cyc % 4 == 0 else import_time * 0.8
+        delay = rng.uniform(lo, max(0.1, import_time * 1.05))
         time.sleep(delay)
         finished = p.poll() is not None
         if not finished:
