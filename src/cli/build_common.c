@@ -104,6 +104,17 @@ static void on_output(void *userdata, int stream, const void *p, size_t n)
         pthread_mutex_unlock(&t->lock);
 }
 
+static void on_retrying(void *userdata, const struct kiln_error *why, unsigned attempt,
+                        unsigned attempts)
+{
+        struct ticker *t = userdata;
+        pthread_mutex_lock(&t->lock);
+        clear_line(t);
+        fprintf(stderr, "kiln: %s; sending the build again (attempt %u of %u)\n",
+                kiln_error_msg(why), attempt, attempts);
+        pthread_mutex_unlock(&t->lock);
+}
+
 static void on_event(void *userdata, const struct kiln_build_event *ev)
 {
         struct ticker *t = userdata;
@@ -182,6 +193,7 @@ int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_reques
                 .cancel = cancel,
                 .progress = on_progress,
                 .queue_position = on_position,
+                .retrying = on_retrying,
                 .output = view->logs || t.tty ? on_output : NULL,
                 .userdata = &t,
                 .timeout = timeout,

@@ -20,6 +20,11 @@ struct kiln_build_call {
         /* Called from the building thread while the build waits for a slot,
          * each time the number of builds ahead of it changes. */
         void (*queue_position)(void *userdata, size_t ahead);
+        /* Called before a remote build is sent again because the connection
+         * to its builder was lost before an answer (why says how); the
+         * output seen so far was the lost attempt's. */
+        void (*retrying)(void *userdata, const struct kiln_error *why, unsigned attempt,
+                         unsigned attempts);
         void *userdata;
         /* Wall-clock limit in seconds for this build; 0 = the service's. */
         unsigned timeout;

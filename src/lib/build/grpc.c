@@ -8,8 +8,16 @@
  * A caller that wants to see the build (progress, output or queue position
  * callbacks) gets kiln.build.v1.BuildEvents/Build from a kiln server, its
  * events turned back into those callbacks; a server without it (UNIMPLEMENTED:
- * upstream's) is asked with DoBuild from then on. */
+ * upstream's) is asked with DoBuild from then on.
+ *
+ * A build whose connection is lost before its answer (UNAVAILABLE, or a
+ * stream that a proxy reset when the builder behind it died) is sent again,
+ * at most BUILD_ATTEMPTS times in all, within the call's timeout: builds
+ * are hermetic, so running one twice changes nothing. A build the server
+ * answered, even with a failure, is never sent again. */
+#include <poll.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include <kiln/build/service.h>
 #include <kiln/util/status.h>
@@ -18,6 +26,8 @@
 #include "../rpc/client.h"
 #include "build.pb-c.h"
 #include "events.pb-c.h"
+
+#define BUILD_ATTEMPTS 3
 
 #define M_DO_BUILD "/tvix.build.v1.BuildService/DoBuild"
 #define M_EVENTS   "/kiln.build.v1.BuildEvents/Build"
@@ -86,21 +96,26 @@ static int on_event(struct grpc_build_service *g, const struct kiln_build_call *
         }
 }
 
-/* The build through BuildEvents: 0 or a failure; *unimplemented when the
- * server has no such method. */
-static int build_events(struct grpc_build_service *g, const struct kiln_build_request *req,
-                        const struct kiln_build_call *call, struct kiln_build *ret,
-                        bool *unimplemented, struct kiln_error **err)
+static bool call_cancelled(const struct kiln_build_call *call)
 {
-        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
-        kiln_build_request_encode(req, &msg);
+        return call->cancel && kiln_cancel_is_set(call->cancel);
+}
+
+/* The build through BuildEvents: 0 or a failure; *unimplemented when the
+ * server has no such method, *lost when the call broke without the server's
+ * answer. */
+static int build_events(struct grpc_build_service *g, const struct kiln_buf *msg,
+                        const struct kiln_build_call *call, unsigned timeout,
+                        struct kiln_build *ret, bool *unimplemented, bool *lost,
+                        struct kiln_error **err)
+{
         struct rpc_call c;
-        int r = rpc_call_start(&c, g->ch, M_EVENTS, call->timeout, call->cancel, err);
+        int r = rpc_call_start(&c, g->ch, M_EVENTS, timeout, call->cancel, err);
         if (r >= 0)
-                r = rpc_call_send(&c, kiln_rpc_bb_copy(msg.data, msg.len), err);
+                r = rpc_call_send(&c, kiln_rpc_bb_copy(msg->data, msg->len), err);
         if (r >= 0)
                 r = rpc_call_close_send(&c, err);
-        bool queued = false, done = false, any = false;
+        bool queued = false, done = false, any = false, answered = false;
         _cleanup_(kiln_buf_done) struct kiln_buf in = KILN_BUF_INIT;
         while (r >= 0 && !done) {
                 r = rpc_call_recv(&c, &in, err);
@@ -118,14 +133,59 @@ static int build_events(struct grpc_build_service *g, const struct kiln_build_re
                         break;
                 }
                 r = on_event(g, call, ev, &queued, ret, err);
+                answered = ev->event_case == KILN__BUILD__V1__BUILD_EVENT__EVENT_FAILED;
                 kiln__build__v1__build_event__free_unpacked(ev, NULL);
                 done = r > 0;
         }
         /* Wherever it failed (the server may refuse before reading): a
          * server without the method says so before any event. */
-        *unimplemented = r < 0 && !any && rpc_call_status(&c) == GRPC_STATUS_UNIMPLEMENTED;
+        grpc_status_code st = rpc_call_status(&c);
+        *unimplemented = r < 0 && !any && st == GRPC_STATUS_UNIMPLEMENTED;
+        /* A kiln server answers with Failed, never with a bare UNKNOWN: that
+         * status is the transport's, for a stream reset under it. */
+        *lost = r < 0 && !answered && !call_cancelled(call) &&
+                (st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_UNKNOWN);
+        if (*lost) {
+                if (err && *err)
+                        (*err)->code = EAGAIN;
+                r = kiln_error_prefix(err, -EAGAIN, "lost the connection to the builder");
+        }
         rpc_call_done(&c);
         return r < 0 ? r : 0;
+}
+
+
+/* One attempt: 0, or a failure with *lost when sending it again may help. */
+static int build_once(struct grpc_build_service *g, const struct kiln_buf *msg,
+                      const struct kiln_build_call *call, unsigned timeout,
+                      struct kiln_build *ret, bool *lost, struct kiln_error **err)
+{
+        *lost = false;
+        if ((call->progress || call->output || call->queue_position) &&
+            !atomic_load(&g->no_events)) {
+                bool unimplemented = false;
+                int r = build_events(g, msg, call, timeout, ret, &unimplemented, lost, err);
+                if (!unimplemented)
+                        return r;
+                kiln_error_free(TAKE_PTR(*err));
+                atomic_store(&g->no_events, true);
+        }
+        _cleanup_(kiln_buf_done) struct kiln_buf resp = KILN_BUF_INIT;
+        int r = rpc_unary(g->ch, M_DO_BUILD, msg->data, msg->len, timeout, call->cancel, &resp,
+                          err);
+        if (r < 0) {
+                *lost = r == -EAGAIN && !call_cancelled(call);
+                return r;
+        }
+        r = kiln_build_decode(resp.data, resp.len, ret, err);
+        return r < 0 ? bad_build(g, err) : 0;
+}
+
+static double now_seconds(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int grpc_build(struct kiln_build_service *s, const struct kiln_build_request *req,
@@ -133,29 +193,34 @@ static int grpc_build(struct kiln_build_service *s, const struct kiln_build_requ
                       struct kiln_error **err)
 {
         struct grpc_build_service *g = (struct grpc_build_service *)s;
-        if ((call->progress || call->output || call->queue_position) &&
-            !atomic_load(&g->no_events)) {
+        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
+        kiln_build_request_encode(req, &msg);
+        double start = now_seconds();
+        for (unsigned attempt = 1;; attempt++) {
                 _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
-                bool unimplemented = false;
-                int r = build_events(g, req, call, ret, &unimplemented, &e);
-                if (!unimplemented) {
+                unsigned timeout = call->timeout;
+                if (timeout) {
+                        double left = call->timeout - (now_seconds() - start);
+                        timeout = left < 1 ? 1 : (unsigned)left;
+                }
+                bool lost;
+                int r = build_once(g, &msg, call, timeout, ret, &lost, &e);
+                if (r >= 0 || !lost || attempt == BUILD_ATTEMPTS ||
+                    (call->timeout && now_seconds() - start >= call->timeout)) {
                         if (r < 0 && err) {
                                 kiln_error_free(*err);
                                 *err = TAKE_PTR(e);
                         }
                         return r;
                 }
-                atomic_store(&g->no_events, true);
+                if (call->retrying)
+                        call->retrying(call->userdata, e, attempt + 1, BUILD_ATTEMPTS);
+                /* a moment for the proxy's health check to see the builder gone */
+                struct pollfd p = {.fd = call->cancel ? kiln_cancel_fd(call->cancel) : -1,
+                                   .events = POLLIN};
+                if (poll(&p, 1, 250 * (int)attempt) > 0)
+                        return kiln_error_set(err, ECANCELED, "build cancelled");
         }
-        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
-        kiln_build_request_encode(req, &msg);
-        _cleanup_(kiln_buf_done) struct kiln_buf resp = KILN_BUF_INIT;
-        int r = rpc_unary(g->ch, M_DO_BUILD, msg.data, msg.len, call->timeout, call->cancel,
-                          &resp, err);
-        if (r < 0)
-                return r;
-        r = kiln_build_decode(resp.data, resp.len, ret, err);
-        return r < 0 ? bad_build(g, err) : 0;
 }
 
 static void grpc_build_free(struct kiln_build_service *s)

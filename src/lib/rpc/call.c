@@ -103,9 +103,9 @@ int rpc_call_finish(struct rpc_call *c, struct kiln_error **err)
                 code = ECANCELED;
         size_t dlen = GRPC_SLICE_LENGTH(c->details);
         if (dlen)
-                return kiln_error_set(err, code, "%s on %s: %.*s", short_method(c->method),
-                                      rpc_channel_url(c->ch), (int)dlen,
-                                      (const char *)GRPC_SLICE_START_PTR(c->details));
+                return kiln_error_set(err, code, "%s on %s: %s: %.*s", short_method(c->method),
+                                      rpc_channel_url(c->ch), kiln_rpc_status_name(c->status),
+                                      (int)dlen, (const char *)GRPC_SLICE_START_PTR(c->details));
         return kiln_error_set(err, code, "%s on %s: %s", short_method(c->method),
                               rpc_channel_url(c->ch), kiln_rpc_status_name(c->status));
 }
