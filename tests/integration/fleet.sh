@@ -1,6 +1,6 @@
 #!/bin/sh
 # A build fleet on one machine: one store daemon and three builder daemons
-# (sandbox://, concurrency 1, no action cache), each in a network namespace
+# (sandbox://, concurrency 1, a memory:// action cache), each in a network namespace
 # of its own with its own address on a bridge this test makes, the builders
 # using the store daemon through the read-through caches
 # (cache+grpc+http://store?near=…), and haproxy in front (mode http, proto
@@ -9,6 +9,8 @@
 # - 60 distinct builds through haproxy all succeed and spread over all three
 #   builders (their metrics say how many each ran); the input is fetched
 #   from the store daemon once per builder, not once per build;
+# - 30 identical builds through a second frontend that balances on the
+#   kiln-action header (the request's identity) run once;
 # - a builder killed (SIGKILL) in the middle of builds is taken out by the
 #   health check; the calls it had break (haproxy resets their streams) and
 #   kiln's client sends them again, so every build succeeds, and the builds
@@ -71,7 +73,7 @@ start_node s -l "$net.10:8000" --metrics-listen "$net.10:9100" \
 	--blob-service-addr "objectstore+file://$T/s/blobs" \
 	--directory-service-addr "lmdb://$T/s/directories" --build-service-addr dummy://
 start_builder() {
-	start_node $1 -l "$net.1$1:8000" --metrics-listen "$net.1$1:9100" --action-cache none \
+	start_node $1 -l "$net.1$1:8000" --metrics-listen "$net.1$1:9100" --action-cache memory:// \
 		--blob-service-addr "cache+$store?near=objectstore+file://$T/$1/blobs" \
 		--directory-service-addr "cache+$store?near=lmdb://$T/$1/directories" \
 		--build-service-addr "sandbox://$T/$1/bundles?concurrency=1&cgroup=kiln-fleet-$id-$1"
@@ -94,27 +96,16 @@ PY
 }
 
 # --- haproxy: castore calls to the store daemon, builds to the builders ---
-# The health check is a grpc.health.v1.Health/Check call spoken as raw
-# HTTP/2 (haproxy 2.6's http-check cannot send the NUL bytes of a gRPC
-# frame): the connection preface, an empty SETTINGS, the request's HEADERS
-# (HPACK literals) and one DATA frame; a server passes when its answer holds
-# the message "status: SERVING" (00 00000002 0801).
-health_hex() {
-	$PY - "$1" <<'PY'
-import sys
-svc = sys.argv[1].encode()
-def lit(idx, val):
-    return (bytes([idx]) if idx < 15 else bytes([15, idx - 15])) + bytes([len(val)]) + val
-def frame(typ, flags, sid, payload):
-    return len(payload).to_bytes(3, "big") + bytes([typ, flags]) + sid.to_bytes(4, "big") + payload
-hpack = (b"\x83\x86" + lit(4, b"/grpc.health.v1.Health/Check") + lit(1, b"haproxy")
-         + lit(31, b"application/grpc") + b"\x00\x02te\x08trailers")
-req = (b"\x0a" + bytes([len(svc)]) + svc) if svc else b""
-msg = b"\x00" + len(req).to_bytes(4, "big") + req
-print((b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, hpack)
-       + frame(0, 1, 1, msg)).hex())
-PY
-}
+# The health checks are grpc.health.v1.Health/Check calls, spoken as raw
+# HTTP/2 by tcp-check (contrib/haproxy/grpc-health-check says why).
+check=$(dirname "$0")/../../contrib/haproxy/grpc-health-check
+# the sample configuration users copy is valid and checks with these calls
+sample=$(dirname "$0")/../../contrib/haproxy/haproxy.cfg
+haproxy -c -f "$sample" >/dev/null 2>&1 || fail "contrib/haproxy/haproxy.cfg is not valid: $(haproxy -c -f "$sample" 2>&1 | head -3)"
+for svc in tvix.build.v1.BuildService tvix.castore.v1.BlobService; do
+	$check $svc | grep send-binary | grep -qxF -f /dev/stdin "$sample" ||
+		fail "contrib/haproxy/haproxy.cfg lacks the health check of $svc"
+done
 cat >"$T/haproxy.cfg" <<CFG
 global
   log stderr format raw local0 info
@@ -135,21 +126,30 @@ backend builders
   balance leastconn
   retries 3
   option redispatch 1
-  option tcp-check
-  tcp-check connect
-  tcp-check send-binary $(health_hex tvix.build.v1.BuildService)
-  tcp-check expect binary 00000000020801
+$($check tvix.build.v1.BuildService)
+  default-server proto h2 check inter 300ms fall 2 rise 2
+  server b1 $net.11:8000
+  server b2 $net.12:8000
+  server b3 $net.13:8000
+# the same builders chosen by the request's identity (the kiln-action
+# header of kiln's client): identical builds meet on one builder
+frontend kiln-affine
+  bind $net.1:8001 proto h2
+  use_backend store if { path_beg /tvix.castore.v1. /snix.castore.v1. }
+  default_backend builders-affine
+backend builders-affine
+  balance hdr(kiln-action)
+  hash-type consistent
+$($check tvix.build.v1.BuildService)
   default-server proto h2 check inter 300ms fall 2 rise 2
   server b1 $net.11:8000
   server b2 $net.12:8000
   server b3 $net.13:8000
 backend store
-  option tcp-check
-  tcp-check connect
-  tcp-check send-binary $(health_hex tvix.castore.v1.BlobService)
-  tcp-check expect binary 00000000020801
+$($check tvix.castore.v1.BlobService)
   server store $net.10:8000 proto h2 check inter 1s
 CFG
+haproxy -c -f "$T/haproxy.cfg" >"$T/haproxy.check" 2>&1 || fail "haproxy.cfg: $(cat "$T/haproxy.check")"
 haproxy -f "$T/haproxy.cfg" -db >"$T/haproxy.log" 2>&1 &
 hpid=$!
 cleanup_hooks="kill $hpid 2>/dev/null || true; $cleanup_hooks"
@@ -165,8 +165,10 @@ while chunk := s.recv(65536):
     data += chunk
 for line in data.decode().splitlines():
     f = line.split(",")
-    if len(f) > 17 and f[1] == sys.argv[2]:
+    want = sys.argv[2].split("/")
+    if len(f) > 17 and f[1] == want[-1] and (len(want) == 1 or f[0] == want[0]):
         print(f[17].split(" ")[0])
+        break
 PY
 }
 # wait_state SERVER STATE: at most 10 s
@@ -178,6 +180,7 @@ wait_state() {
 	done
 }
 for s in b1 b2 b3 store; do wait_state $s UP; done
+for s in b1 b2 b3; do wait_state builders-affine/$s UP; done
 
 # --- requests ---
 A="grpc+http://$net.1:8000"
@@ -193,14 +196,15 @@ request() {
  "constraints": {"system": "x86_64-linux"}}
 JSON
 }
-# submit PREFIX N SECONDS: N builds at once through haproxy; waits for all,
-# leaves PREFIX.$i.{out,err,rc}
+# submit PREFIX N SECONDS [TAG [ADDR]]: N builds at once through haproxy
+# (distinct ones, or all writing TAG); waits for all, leaves
+# PREFIX.$i.{out,err,rc}
 submit() {
 	pids=
 	i=0
 	while [ $i -lt "$2" ]; do
-		request "$T/$1.$i.json" "$1-$i-$id" "$3"
-		( rc=0; kiln build --no-cache --build-service-addr "$A" "$T/$1.$i.json" \
+		request "$T/$1.$i.json" "${4:-$1-$i-$id}" "$3"
+		( rc=0; kiln build --no-cache --build-service-addr "${5:-$A}" "$T/$1.$i.json" \
 			>"$T/$1.$i.out" 2>"$T/$1.$i.err" || rc=$?; echo $rc >"$T/$1.$i.rc" ) &
 		pids="$pids $!"
 		i=$((i + 1))
@@ -225,7 +229,18 @@ reads=$(metric s kiln_blobs_read_total)
 out=$(json outputs.0.file.digest <"$T/w.7.out")
 [ "$(kiln cat --blob-service-addr "$A" "b3:$out")" = "w-7-$id" ] || fail "output of build 7 not in the store"
 
-# 2. a builder killed in the middle of builds: the calls it had are sent
+# 2. 30 identical builds through the affine frontend: one build runs, on one
+# builder, and every caller gets its result
+ran() { echo $(( $(metric 1 kiln_build_duration_seconds_count) + $(metric 2 kiln_build_duration_seconds_count) + $(metric 3 kiln_build_duration_seconds_count) )); }
+before=$(ran)
+submit same 30 1 "same-$id" "grpc+http://$net.1:8001"
+[ "$(count_ok same 30)" = 30 ] || fail "identical builds failed: $(cat "$T"/same.*.err | head -3)"
+[ $(( $(ran) - before )) = 1 ] || fail "30 identical builds ran $(( $(ran) - before )) times through hdr(kiln-action), not once"
+[ "$(json outputs.0.file.digest <"$T/same.0.out")" = "$(json outputs.0.file.digest <"$T/same.29.out")" ] ||
+	fail "identical builds answered differently"
+echo "30 identical builds through hdr(kiln-action): one ran"
+
+# 3. a builder killed in the middle of builds: the calls it had are sent
 # again by the client (UNAVAILABLE, or a stream haproxy reset), and all
 # succeed on the other two
 (sleep 1.5; kill -KILL $PID_2) &
@@ -246,7 +261,7 @@ submit d 12 0.2
 [ "$(count_ok d 12)" = 12 ] || fail "builds failed with b2 down: $(cat "$T"/d.*.err | head -3)"
 [ $(( $(builds 1) + $(builds 3) - before )) = 12 ] || fail "with b2 down, b1 and b3 did not run all 12"
 
-# 3. restarted, b2 rejoins (with its near store as it was)
+# 4. restarted, b2 rejoins (with its near store as it was)
 start_builder 2
 wait_state b2 UP
 submit r 12 0.3

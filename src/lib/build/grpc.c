@@ -14,11 +14,17 @@
  * stream that a proxy reset when the builder behind it died) is sent again,
  * at most BUILD_ATTEMPTS times in all, within the call's timeout: builds
  * are hermetic, so running one twice changes nothing. A build the server
- * answered, even with a failure, is never sent again. */
+ * answered, even with a failure, is never sent again.
+ *
+ * Every build call carries the request's identity (the action cache's key)
+ * as the header kiln-action: a proxy that balances on it (haproxy's
+ * `balance hdr(kiln-action)`) sends identical builds to one builder, whose
+ * action cache and in-flight deduplication then serve them all. */
 #include <poll.h>
 #include <stdatomic.h>
 #include <time.h>
 
+#include <kiln/build/action_cache.h>
 #include <kiln/build/service.h>
 #include <kiln/util/status.h>
 
@@ -28,6 +34,8 @@
 #include "events.pb-c.h"
 
 #define BUILD_ATTEMPTS 3
+
+#define ACTION_HEADER "kiln-action"
 
 #define M_DO_BUILD "/tvix.build.v1.BuildService/DoBuild"
 #define M_EVENTS   "/kiln.build.v1.BuildEvents/Build"
@@ -105,12 +113,12 @@ static bool call_cancelled(const struct kiln_build_call *call)
  * server has no such method, *lost when the call broke without the server's
  * answer. */
 static int build_events(struct grpc_build_service *g, const struct kiln_buf *msg,
-                        const struct kiln_build_call *call, unsigned timeout,
+                        grpc_metadata *md, const struct kiln_build_call *call, unsigned timeout,
                         struct kiln_build *ret, bool *unimplemented, bool *lost,
                         struct kiln_error **err)
 {
         struct rpc_call c;
-        int r = rpc_call_start(&c, g->ch, M_EVENTS, timeout, call->cancel, err);
+        int r = rpc_call_start_md(&c, g->ch, M_EVENTS, timeout, call->cancel, md, 1, err);
         if (r >= 0)
                 r = rpc_call_send(&c, kiln_rpc_bb_copy(msg->data, msg->len), err);
         if (r >= 0)
@@ -157,22 +165,22 @@ static int build_events(struct grpc_build_service *g, const struct kiln_buf *msg
 
 /* One attempt: 0, or a failure with *lost when sending it again may help. */
 static int build_once(struct grpc_build_service *g, const struct kiln_buf *msg,
-                      const struct kiln_build_call *call, unsigned timeout,
+                      grpc_metadata *md, const struct kiln_build_call *call, unsigned timeout,
                       struct kiln_build *ret, bool *lost, struct kiln_error **err)
 {
         *lost = false;
         if ((call->progress || call->output || call->queue_position) &&
             !atomic_load(&g->no_events)) {
                 bool unimplemented = false;
-                int r = build_events(g, msg, call, timeout, ret, &unimplemented, lost, err);
+                int r = build_events(g, msg, md, call, timeout, ret, &unimplemented, lost, err);
                 if (!unimplemented)
                         return r;
                 kiln_error_free(TAKE_PTR(*err));
                 atomic_store(&g->no_events, true);
         }
         _cleanup_(kiln_buf_done) struct kiln_buf resp = KILN_BUF_INIT;
-        int r = rpc_unary(g->ch, M_DO_BUILD, msg->data, msg->len, timeout, call->cancel, &resp,
-                          err);
+        int r = rpc_unary_md(g->ch, M_DO_BUILD, md, 1, msg->data, msg->len, timeout, call->cancel,
+                             &resp, err);
         if (r < 0) {
                 *lost = r == -EAGAIN && !call_cancelled(call);
                 return r;
@@ -188,13 +196,10 @@ static double now_seconds(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int grpc_build(struct kiln_build_service *s, const struct kiln_build_request *req,
-                      const struct kiln_build_call *call, struct kiln_build *ret,
-                      struct kiln_error **err)
+static int build_attempts(struct grpc_build_service *g, const struct kiln_buf *msg,
+                          grpc_metadata *md, const struct kiln_build_call *call,
+                          struct kiln_build *ret, struct kiln_error **err)
 {
-        struct grpc_build_service *g = (struct grpc_build_service *)s;
-        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
-        kiln_build_request_encode(req, &msg);
         double start = now_seconds();
         for (unsigned attempt = 1;; attempt++) {
                 _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
@@ -204,7 +209,7 @@ static int grpc_build(struct kiln_build_service *s, const struct kiln_build_requ
                         timeout = left < 1 ? 1 : (unsigned)left;
                 }
                 bool lost;
-                int r = build_once(g, &msg, call, timeout, ret, &lost, &e);
+                int r = build_once(g, msg, md, call, timeout, ret, &lost, &e);
                 if (r >= 0 || !lost || attempt == BUILD_ATTEMPTS ||
                     (call->timeout && now_seconds() - start >= call->timeout)) {
                         if (r < 0 && err) {
@@ -221,6 +226,22 @@ static int grpc_build(struct kiln_build_service *s, const struct kiln_build_requ
                 if (poll(&p, 1, 250 * (int)attempt) > 0)
                         return kiln_error_set(err, ECANCELED, "build cancelled");
         }
+}
+
+static int grpc_build(struct kiln_build_service *s, const struct kiln_build_request *req,
+                      const struct kiln_build_call *call, struct kiln_build *ret,
+                      struct kiln_error **err)
+{
+        struct grpc_build_service *g = (struct grpc_build_service *)s;
+        _cleanup_(kiln_buf_done) struct kiln_buf msg = KILN_BUF_INIT;
+        kiln_build_request_encode(req, &msg);
+        struct kiln_digest id;
+        kiln_build_request_identity(req, &id);
+        grpc_metadata md = {.key = grpc_slice_from_static_string(ACTION_HEADER),
+                            .value = grpc_slice_from_copied_string(KILN_DIGEST_HEX(&id))};
+        int r = build_attempts(g, &msg, &md, call, ret, err);
+        grpc_slice_unref(md.value);
+        return r;
 }
 
 static void grpc_build_free(struct kiln_build_service *s)

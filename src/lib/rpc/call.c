@@ -52,6 +52,13 @@ static const char *short_method(const char *m)
 int rpc_call_start(struct rpc_call *c, struct rpc_channel *ch, const char *method,
                    unsigned timeout_s, struct kiln_cancel *cancel, struct kiln_error **err)
 {
+        return rpc_call_start_md(c, ch, method, timeout_s, cancel, NULL, 0, err);
+}
+
+int rpc_call_start_md(struct rpc_call *c, struct rpc_channel *ch, const char *method,
+                      unsigned timeout_s, struct kiln_cancel *cancel, grpc_metadata *md,
+                      size_t n_md, struct kiln_error **err)
+{
         *c = (struct rpc_call){.method = method, .ch = ch, .cancel = cancel};
         c->details = grpc_empty_slice();
         grpc_metadata_array_init(&c->initial_md);
@@ -70,8 +77,10 @@ int rpc_call_start(struct rpc_call *c, struct rpc_channel *ch, const char *metho
                                                .status = &c->status,
                                                .status_details = &c->details},
         };
-        grpc_op md = {.op = GRPC_OP_SEND_INITIAL_METADATA};
-        if (!c->call || !start(c, &status, 1, &c->tag_status) || !start(c, &md, 1, &c->tag_send))
+        grpc_op send_md = {.op = GRPC_OP_SEND_INITIAL_METADATA,
+                           .data.send_initial_metadata = {.count = n_md, .metadata = md}};
+        if (!c->call || !start(c, &status, 1, &c->tag_status) ||
+            !start(c, &send_md, 1, &c->tag_send))
                 return kiln_error_set(err, EIO, "%s on %s: cannot start call",
                                       short_method(method), rpc_channel_url(ch));
         c->send_pending = true;
@@ -249,8 +258,15 @@ int rpc_unary(struct rpc_channel *ch, const char *method, const void *req, size_
               unsigned timeout_s, struct kiln_cancel *cancel, struct kiln_buf *resp,
               struct kiln_error **err)
 {
+        return rpc_unary_md(ch, method, NULL, 0, req, req_len, timeout_s, cancel, resp, err);
+}
+
+int rpc_unary_md(struct rpc_channel *ch, const char *method, grpc_metadata *md, size_t n_md,
+                 const void *req, size_t req_len, unsigned timeout_s,
+                 struct kiln_cancel *cancel, struct kiln_buf *resp, struct kiln_error **err)
+{
         struct rpc_call c;
-        int r = rpc_call_start(&c, ch, method, timeout_s, cancel, err);
+        int r = rpc_call_start_md(&c, ch, method, timeout_s, cancel, md, n_md, err);
         if (r >= 0)
                 r = rpc_call_send(&c, kiln_rpc_bb_copy(req, req_len), err);
         if (r >= 0)

@@ -46,6 +46,10 @@ struct rpc_call {
  * server failure during a long upload is noticed. timeout_s = 0: none. */
 int rpc_call_start(struct rpc_call *c, struct rpc_channel *ch, const char *method,
                    unsigned timeout_s, struct kiln_cancel *cancel, struct kiln_error **err);
+/* The same with n_md headers of the caller's (copied by gRPC at the start). */
+int rpc_call_start_md(struct rpc_call *c, struct rpc_channel *ch, const char *method,
+                      unsigned timeout_s, struct kiln_cancel *cancel, grpc_metadata *md,
+                      size_t n_md, struct kiln_error **err);
 /* Sends one message (taken over). Waits for the previous send first, so one
  * message is in flight while the caller prepares the next. */
 int rpc_call_send(struct rpc_call *c, grpc_byte_buffer *bb, struct kiln_error **err);
@@ -75,6 +79,9 @@ void rpc_call_done(struct rpc_call *c);
 int rpc_unary(struct rpc_channel *ch, const char *method, const void *req, size_t req_len,
               unsigned timeout_s, struct kiln_cancel *cancel, struct kiln_buf *resp,
               struct kiln_error **err);
+int rpc_unary_md(struct rpc_channel *ch, const char *method, grpc_metadata *md, size_t n_md,
+                 const void *req, size_t req_len, unsigned timeout_s,
+                 struct kiln_cancel *cancel, struct kiln_buf *resp, struct kiln_error **err);
 
 /* Hands a locally collected error to the caller's err (for paths where an
  * expected outcome, such as NOT_FOUND meaning "absent", must leave err alone). */
