@@ -18,169 +18,21 @@
 # - restarted, it is put back by the health check and builds again.
 #
 # Only addresses this test made (10.X.Y.0/24 on its own bridge) are
-# contacted. Needs root, haproxy, ip and nsenter.
+# contacted (fleet_lib.sh). Needs root, haproxy, ip and nsenter.
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" = 0 ] || { [ "${KILN_TEST_MUST_RUN:-}" = 1 ] && fail "needs root"; echo "skip: needs root"; exit 77; }
-for c in haproxy ip nsenter; do command -v $c >/dev/null || fail "$c is not installed"; done
+. "$(dirname "$0")/fleet_lib.sh"
 
-# --- the network: a bridge, four namespaces with one veth each ---
-id=$$
-net="10.$((100 + id / 256 % 100)).$((id % 256))"
-ip -4 addr show | grep -q "inet $net\." && fail "$net.0/24 is in use here"
-ip -4 route show | grep -q "^$net\." && fail "$net.0/24 is routed here"
-br=kfb$id
-ip link add "$br" type bridge || fail "cannot make a bridge (no network namespaces here?)"
-cleanup_hooks="ip link del $br 2>/dev/null || true; $cleanup_hooks"
-ip addr add "$net.1/24" dev "$br"
-ip link set "$br" up
-# node NAME HOSTPART: a namespace kiln-fleet-$id-NAME with address $net.HOSTPART
-node() {
-	ns=kiln-fleet-$id-$1
-	ip netns add "$ns"
-	cleanup_hooks="ip netns del $ns 2>/dev/null || true; $cleanup_hooks"
-	ip link add "kv$id$1" type veth peer name eth0 netns "$ns"
-	ip link set "kv$id$1" master "$br" up
-	ip -n "$ns" addr add "$net.$2/24" dev eth0
-	ip -n "$ns" link set eth0 up
-	ip -n "$ns" link set lo up
-}
-node s 10
-# the builders' cgroups (sandbox://…&cgroup=), removed depth-first once the
-# daemons are gone (hooks run last-registered first)
-cleanup_hooks="find /sys/fs/cgroup/*/kiln-fleet-$id-* -depth -type d -exec rmdir {} + 2>/dev/null || true; $cleanup_hooks"
-for n in 1 2 3; do node $n 1$n; done
-
-# start_node NAME ARGS...: kiln daemon ARGS in the network namespace NAME
-# (nothing else of it: nsenter --net, exec'd so that $! is the daemon), waits
-# for "listening on". Sets PID_<NAME>.
-start_node() {
-	name=$1; shift
-	mkdir -p "$T/$name"
-	KILN_HOME="$T/$name" exec nsenter --net=/run/netns/kiln-fleet-$id-$name -- \
-		"$KILN_BIN" daemon "$@" >"$T/$name/daemon.out" 2>>"$T/$name/daemon.err" &
-	pid=$!
-	eval "PID_$name=$pid"
-	cleanup_hooks="stop_daemon $pid || true; $cleanup_hooks"
-	i=0
-	while ! grep -q '^listening on ' "$T/$name/daemon.out" 2>/dev/null; do
-		kill -0 $pid 2>/dev/null || fail "daemon $name exited: $(cat "$T/$name/daemon.err")"
-		i=$((i + 1)); [ $i -lt 200 ] || fail "daemon $name did not start listening"
-		sleep 0.05
-	done
-}
-store="grpc+http://$net.10:8000"
-start_node s -l "$net.10:8000" --metrics-listen "$net.10:9100" \
-	--blob-service-addr "objectstore+file://$T/s/blobs" \
-	--directory-service-addr "lmdb://$T/s/directories" --build-service-addr dummy://
-start_builder() {
-	start_node $1 -l "$net.1$1:8000" --metrics-listen "$net.1$1:9100" --action-cache memory:// \
-		--blob-service-addr "cache+$store?near=objectstore+file://$T/$1/blobs" \
-		--directory-service-addr "cache+$store?near=lmdb://$T/$1/directories" \
-		--build-service-addr "sandbox://$T/$1/bundles?concurrency=1&cgroup=kiln-fleet-$id-$1"
-}
-for n in 1 2 3; do start_builder $n; done
-
-# metric NODE NAME: the sum of a metric's samples on that daemon (0 if none)
-metric() {
-	$PY - "$net.$( [ "$1" = s ] && echo 10 || echo 1$1)" "$2" <<'PY'
-import http.client, sys
-c = http.client.HTTPConnection(sys.argv[1], 9100, timeout=5)
-c.request("GET", "/metrics")
-total = 0
-for line in c.getresponse().read().decode().splitlines():
-    name = line.split("{")[0].split(" ")[0]
-    if name == sys.argv[2]:
-        total += float(line.rsplit(" ", 1)[1])
-print(int(total))
-PY
-}
-
-# --- haproxy: castore calls to the store daemon, builds to the builders ---
-# The health checks are grpc.health.v1.Health/Check calls, spoken as raw
-# HTTP/2 by tcp-check (contrib/haproxy/grpc-health-check says why).
-check=$(dirname "$0")/../../contrib/haproxy/grpc-health-check
 # the sample configuration users copy is valid and checks with these calls
-sample=$(dirname "$0")/../../contrib/haproxy/haproxy.cfg
+sample=$fleet_src/contrib/haproxy/haproxy.cfg
 haproxy -c -f "$sample" >/dev/null 2>&1 || fail "contrib/haproxy/haproxy.cfg is not valid: $(haproxy -c -f "$sample" 2>&1 | head -3)"
 for svc in tvix.build.v1.BuildService tvix.castore.v1.BlobService; do
 	$check $svc | grep send-binary | grep -qxF -f /dev/stdin "$sample" ||
 		fail "contrib/haproxy/haproxy.cfg lacks the health check of $svc"
 done
-cat >"$T/haproxy.cfg" <<CFG
-global
-  log stderr format raw local0 info
-  stats socket $T/haproxy.sock level admin
-defaults
-  mode http
-  log global
-  option log-health-checks
-  timeout connect 2s
-  timeout client 120s
-  timeout server 120s
-  timeout check 1s
-frontend kiln
-  bind $net.1:8000 proto h2
-  use_backend store if { path_beg /tvix.castore.v1. /snix.castore.v1. }
-  default_backend builders
-backend builders
-  balance leastconn
-  retries 3
-  option redispatch 1
-$($check tvix.build.v1.BuildService)
-  default-server proto h2 check inter 300ms fall 2 rise 2
-  server b1 $net.11:8000
-  server b2 $net.12:8000
-  server b3 $net.13:8000
-# the same builders chosen by the request's identity (the kiln-action
-# header of kiln's client): identical builds meet on one builder
-frontend kiln-affine
-  bind $net.1:8001 proto h2
-  use_backend store if { path_beg /tvix.castore.v1. /snix.castore.v1. }
-  default_backend builders-affine
-backend builders-affine
-  balance hdr(kiln-action)
-  hash-type consistent
-$($check tvix.build.v1.BuildService)
-  default-server proto h2 check inter 300ms fall 2 rise 2
-  server b1 $net.11:8000
-  server b2 $net.12:8000
-  server b3 $net.13:8000
-backend store
-$($check tvix.castore.v1.BlobService)
-  server store $net.10:8000 proto h2 check inter 1s
-CFG
-haproxy -c -f "$T/haproxy.cfg" >"$T/haproxy.check" 2>&1 || fail "haproxy.cfg: $(cat "$T/haproxy.check")"
-haproxy -f "$T/haproxy.cfg" -db >"$T/haproxy.log" 2>&1 &
-hpid=$!
-cleanup_hooks="kill $hpid 2>/dev/null || true; $cleanup_hooks"
-# state SERVER: UP, DOWN, ... as haproxy's stats say
-state() {
-	$PY - "$T/haproxy.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"show stat\n")
-data = b""
-while chunk := s.recv(65536):
-    data += chunk
-for line in data.decode().splitlines():
-    f = line.split(",")
-    want = sys.argv[2].split("/")
-    if len(f) > 17 and f[1] == want[-1] and (len(want) == 1 or f[0] == want[0]):
-        print(f[17].split(" ")[0])
-        break
-PY
-}
-# wait_state SERVER STATE: at most 10 s
-wait_state() {
-	i=0
-	until [ "$(state "$1" 2>/dev/null)" = "$2" ]; do
-		i=$((i + 1)); [ $i -lt 200 ] || fail "$1 is $(state "$1") after 10 s, not $2: $(tail -5 "$T/haproxy.log")"
-		sleep 0.05
-	done
-}
-for s in b1 b2 b3 store; do wait_state $s UP; done
-for s in b1 b2 b3; do wait_state builders-affine/$s UP; done
+
+start_store
+for n in 1 2 3; do start_builder $n; done
+start_haproxy 1 2 3
 
 # --- requests ---
 A="grpc+http://$net.1:8000"
