@@ -200,10 +200,12 @@ struct kind {
         bool named_tmp;
         bool chunking;
         size_t avg;
+        bool always_dear; /* memory://: its warmer always runs */
 };
 
 static const struct kind kinds[] = {
         {"memory://", "memory://", false, false, false, 0},
+        {"memory:// (warming ahead)", "memory://", false, false, false, 0, true},
         {"objectstore+memory://", "objectstore+memory://", false, false, true,
          KILN_FASTCDC_AVG_DEFAULT},
         {"objectstore+file://", "objectstore+file://%s", true, false, true,
@@ -226,6 +228,7 @@ static void fx_open(struct fx *f)
 {
         struct kiln_error *err = NULL;
         kiln_objstore_file_no_tmpfile = f->k->named_tmp;
+        kiln_blob_memory_always_dear = f->k->always_dear;
         assert_ok(kiln_blob_service_open(f->url, &f->svc, &err), err);
 }
 
@@ -268,6 +271,7 @@ static int fx_teardown(void **state)
         free(f->url);
         free(f);
         kiln_objstore_file_no_tmpfile = false;
+        kiln_blob_memory_always_dear = false;
         return 0;
 }
 

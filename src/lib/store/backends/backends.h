@@ -7,6 +7,10 @@
 
 int kiln_blob_memory_new(const struct kiln_url *u, struct kiln_blob_service **ret,
                          struct kiln_error **err);
+/* Test hook: when set before kiln_blob_memory_new(), fresh pages always count
+ * as dear, so the store's warmer runs on any machine. */
+extern bool kiln_blob_memory_always_dear;
+
 int kiln_blob_objectstore_new(const struct kiln_url *u, struct kiln_blob_service **ret,
                               struct kiln_error **err);
 /* The objectstore blob service over an object store the caller made (and
