@@ -1,5 +1,6 @@
 /* kiln_import_path on trees written by a build (untrusted): what outputs may
- * not hold is refused with a message naming the path. */
+ * not hold is refused with a message naming the path. And a big lone file,
+ * hashed on several threads, gets the digest a single one gives. */
 #include "testutil.h"
 
 #include <fcntl.h>
@@ -7,8 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <kiln/blake3/blake3.h>
 #include <kiln/util/fsutil.h>
 #include <kiln/ingest/import.h>
+#include <kiln/store/store.h>
 
 struct fx {
         char dir[64];
@@ -119,12 +122,54 @@ static void test_other_filesystem(void **state)
         free(p);
 }
 
+/* Over the 8 MiB from which a lone file is hashed on all threads, and not a
+ * whole number of BLAKE3 chunks. */
+static void test_lone_big_file(void **state)
+{
+        struct fx *f = *state;
+        struct kiln_error *err = NULL;
+        size_t n = (9u << 20) + 1234;
+        uint8_t *data = malloc(n);
+        uint64_t x = 42;
+        for (size_t i = 0; i < n; i++) {
+                x = x * 6364136223846793005u + 1442695040888963407u;
+                data[i] = (uint8_t)(x >> 56);
+        }
+        char *p = kiln_asprintf("%s/big", f->dir);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(kiln_write_all(fd, data, n), 0);
+        close(fd);
+        struct kiln_digest want;
+        kiln_blake3(data, n, want.b);
+        static const unsigned threads[] = {1, 2, 4};
+        for (size_t i = 0; i < KILN_ARRAY_SIZE(threads); i++) {
+                struct kiln_import_options o = {.blobs = f->blobs, .dirs = f->dirs,
+                                                .threads = threads[i]};
+                _cleanup_close_ int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                struct kiln_node node = {0};
+                assert_ok(kiln_import_path(&o, dfd, "big", &node, &err), err);
+                assert_int_equal(node.kind, KILN_NODE_FILE);
+                assert_int_equal(node.size, n);
+                assert_string_equal(KILN_DIGEST_HEX(&node.digest), KILN_DIGEST_HEX(&want));
+                kiln_node_done(&node);
+        }
+        struct kiln_buf b = KILN_BUF_INIT;
+        assert_int_equal(kiln_blob_get(f->blobs, &want, &b, &err), 1);
+        assert_int_equal(b.len, n);
+        assert_memory_equal(b.data, data, n);
+        kiln_buf_done(&b);
+        free(p);
+        free(data);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_special_bits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_special_files, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_other_filesystem, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lone_big_file, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,9 @@
 
 /* Fits the L2 cache: data is hashed right after the kernel copies it in. */
 #define READ_BUF_SIZE   (128 * 1024)
+/* A lone file this big is hashed on all CPUs: nothing else runs until its
+ * digest is known (the store is asked for it before any byte is sent). */
+#define PARALLEL_HASH_MIN (8u << 20)
 #define QUEUE_CAPACITY  128
 
 struct pdir;
@@ -60,6 +63,7 @@ struct importer {
         struct kiln_error *error; /* first failure, under lock */
         pthread_t *workers;
         unsigned n_workers;
+        unsigned hash_threads; /* hashing a lone file; 0 in a tree (its workers fill the CPUs) */
 
         struct pdir *final_head, *final_tail; /* walk post-order */
         struct kiln_directory_putter *putter;
@@ -158,14 +162,27 @@ static int upload_file(struct importer *imp, struct file_job *j, uint8_t *buf,
         if (scan)
                 kiln_refscan_stream_begin(scan, o->found);
         size_t reads = 0;
-        int64_t total = read_all(j, buf, &reads, hash_each, &hp, err);
-        if (scan)
-                kiln_refscan_stream_end(scan);
-        if (total < 0)
-                return (int)total;
-        if ((uint64_t)total != j->size)
-                return changed(j, err);
-        kiln_blake3_final(&hp.h, j->digest.b);
+        int64_t total;
+        if (!scan && imp->hash_threads > 1 && j->size >= PARALLEL_HASH_MIN &&
+            j->size <= SIZE_MAX) {
+                int r = kiln_blake3_parallel_fd(j->fd, (size_t)j->size, imp->hash_threads,
+                                                j->digest.b);
+                if (r == -EIO)
+                        return changed(j, err);
+                if (r < 0)
+                        return kiln_error_errno(err, -r, "unable to read %s", j->path);
+                total = (int64_t)j->size;
+                reads = 2; /* not in the buffer: read again below */
+        } else {
+                total = read_all(j, buf, &reads, hash_each, &hp, err);
+                if (scan)
+                        kiln_refscan_stream_end(scan);
+                if (total < 0)
+                        return (int)total;
+                if ((uint64_t)total != j->size)
+                        return changed(j, err);
+                kiln_blake3_final(&hp.h, j->digest.b);
+        }
 
         int r = kiln_blob_has(o->blobs, &j->digest, err);
         if (r < 0)
@@ -612,6 +629,8 @@ static int import_file(struct importer *imp, int dirfd, const char *path, const 
                 return r;
         uint8_t *buf = kiln_malloc(READ_BUF_SIZE);
         struct kiln_refscan_stream *scan = o->needles ? kiln_refscan_stream_new(o->needles) : NULL;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        imp->hash_threads = o->threads ? o->threads : cpus > 0 ? (unsigned)cpus : 1;
         r = upload_file(imp, j, buf, scan, err);
         kiln_refscan_stream_free(scan);
         free(buf);
