@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <kiln/build/action_cache.h>
 #include <kiln/build/service.h>
 #include <kiln/util/fsutil.h>
 
@@ -34,7 +35,12 @@ static const char usage[] =
         "                                identical request is answered without building\n"
         "                                (default: lmdb://$KILN_HOME/action-cache; also\n"
         "                                memory://; ?max-entries=N bounds it, default\n"
-        "                                100000, least recently used evicted first)\n"
+        "                                100000, least recently used evicted first; or\n"
+        "                                grpc+…:// of a daemon that serves its own)\n"
+        "  --serve-action-cache          serve the action cache to other daemons\n"
+        "                                (kiln.build.v1.ActionCache): for builders that\n"
+        "                                share it, who must be trusted, since what they put\n"
+        "                                there answers later builds\n"
         "  --tls-cert FILE, --tls-key FILE\n"
         "                                serve TLS (PEM certificate chain and key) on\n"
         "                                host:port and @name addresses; socket paths stay\n"
@@ -72,6 +78,7 @@ struct daemon_args {
         unsigned max_calls;
         const char *tls_cert, *tls_key, *tls_client_ca;
         const char *metrics_listen;
+        bool serve_action_cache;
 };
 
 /* -1 to go on, else the exit status (0 after --help, 2 for a usage error). */
@@ -87,6 +94,7 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                 {"tls-client-ca", required_argument, NULL, 'R'},
                 {"metrics-listen", required_argument, NULL, 'M'},
                 {"action-cache", required_argument, NULL, 'A'},
+                {"serve-action-cache", no_argument, NULL, 'S'},
                 CLI_STORE_OPTIONS,
                 {},
         };
@@ -108,6 +116,9 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores, struct d
                         break;
                 case 'A':
                         a->action_cache = optarg;
+                        break;
+                case 'S':
+                        a->serve_action_cache = true;
                         break;
                 case 'C':
                         a->tls_cert = optarg;
@@ -274,6 +285,15 @@ int cmd_daemon(int argc, char **argv)
                 .builds = builds,
                 .max_calls = a.max_calls,
         };
+        if (a.serve_action_cache) {
+                cfg.action_cache = kiln_build_service_action_cache(builds);
+                if (!cfg.action_cache) {
+                        fprintf(stderr, "kiln: --serve-action-cache: this daemon has no action "
+                                        "cache to serve (--action-cache none, or a grpc+… build "
+                                        "service)\n");
+                        goto out;
+                }
+        }
         if (kiln_server_new(&cfg, &srv, &err) < 0) {
                 cli_fail(err);
                 goto out;

@@ -86,6 +86,8 @@ struct srv_metrics *srv_metrics(const struct srv_call *c);
 struct kiln_blob_service *srv_blobs(const struct srv_call *c);
 struct kiln_directory_service *srv_dirs(const struct srv_call *c);
 struct kiln_build_service *srv_builds(const struct srv_call *c);
+/* The action cache served by kiln.build.v1.ActionCache; NULL: not served. */
+struct kiln_action_cache *srv_action_cache(const struct srv_call *c);
 
 /* Handlers (svc_*.c). */
 void svc_blob_stat(struct srv_call *c);
@@ -99,3 +101,7 @@ void svc_build_do_build_snix(struct srv_call *c);
 /* kiln.build.v1.BuildEvents/Build: the same build, streaming its events. */
 void svc_build_events(struct srv_call *c);
 void svc_health_check(struct srv_call *c);
+void svc_action_cache_get(struct srv_call *c);
+void svc_action_cache_put(struct srv_call *c);
+void svc_action_cache_remove(struct srv_call *c);
+void svc_action_cache_count(struct srv_call *c);

@@ -36,6 +36,10 @@ enum {
         M_SNIX_DIR_PUT,
         M_SNIX_BUILD,
         M_BUILD_EVENTS,
+        M_AC_GET,
+        M_AC_PUT,
+        M_AC_REMOVE,
+        M_AC_COUNT,
         M_COUNT,
 };
 
@@ -54,6 +58,10 @@ static const struct srv_method methods[M_COUNT] = {
         [M_SNIX_DIR_PUT] = {"/snix.castore.v1.DirectoryService/Put", false, svc_directory_put},
         [M_SNIX_BUILD] = {"/snix.build.v1.BuildService/DoBuild", true, svc_build_do_build_snix},
         [M_BUILD_EVENTS] = {"/kiln.build.v1.BuildEvents/Build", true, svc_build_events},
+        [M_AC_GET] = {"/kiln.build.v1.ActionCache/Get", true, svc_action_cache_get},
+        [M_AC_PUT] = {"/kiln.build.v1.ActionCache/Put", true, svc_action_cache_put},
+        [M_AC_REMOVE] = {"/kiln.build.v1.ActionCache/Remove", true, svc_action_cache_remove},
+        [M_AC_COUNT] = {"/kiln.build.v1.ActionCache/Count", true, svc_action_cache_count},
 };
 
 #define DEFAULT_MAX_CALLS 256
@@ -110,6 +118,11 @@ struct kiln_directory_service *srv_dirs(const struct srv_call *c)
 struct kiln_build_service *srv_builds(const struct srv_call *c)
 {
         return c->srv->cfg.builds;
+}
+
+struct kiln_action_cache *srv_action_cache(const struct srv_call *c)
+{
+        return c->srv->cfg.action_cache;
 }
 
 int kiln_server_new(const struct kiln_server_config *cfg, struct kiln_server **ret,

@@ -18,6 +18,8 @@ struct kiln_server_config {
         struct kiln_blob_service *blobs;
         struct kiln_directory_service *dirs;
         struct kiln_build_service *builds;
+        /* Served by kiln.build.v1.ActionCache when set (borrowed). */
+        struct kiln_action_cache *action_cache;
         unsigned max_calls; /* concurrent calls; 0: 256 */
         unsigned grace_ms;  /* how long shutdown lets calls finish; 0: 3000 */
 };

@@ -1,6 +1,7 @@
 /* grpc.health.v1.Health/Check: SERVING for the whole server ("") and for
- * each service it serves, NOT_FOUND for any other name (as the standard
- * health service does). */
+ * each service it serves (kiln.build.v1.ActionCache only when it is
+ * served), NOT_FOUND for any other name (as the standard health service
+ * does). */
 #include "call.h"
 #include "health.pb-c.h"
 
@@ -25,7 +26,7 @@ void svc_health_check(struct srv_call *c)
         if (!req)
                 return srv_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest",
                                   NULL);
-        bool known = false;
+        bool known = srv_action_cache(c) && !strcmp(req->service, "kiln.build.v1.ActionCache");
         for (size_t i = 0; i < KILN_ARRAY_SIZE(served) && !known; i++)
                 known = !strcmp(req->service, served[i]);
         if (!known) {

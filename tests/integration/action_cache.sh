@@ -4,7 +4,8 @@
 # DoBuild is answered from the cache (the daemon says so with
 # KILN_LOG=debug), ten identical DoBuilds at once run one build, an output
 # gone from the store means a new build, --action-cache none and kiln build
-# --no-cache turn the cache off.
+# --no-cache turn the cache off; two builders share one daemon's action cache
+# over kiln.build.v1.ActionCache (action_cache_wire.py checks the wire).
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { [ "${KILN_TEST_MUST_RUN:-}" = 1 ] && fail "needs root"; echo "skip: needs root"; exit 77; }
 
@@ -106,6 +107,28 @@ expect_fail "invalid action cache URL 'memory://?max-entries=0': max-entries mus
 	kiln daemon -l "$T/x.sock" --action-cache "memory://?max-entries=0"
 [ "$(wc -l <"$T/.stderr")" = 1 ] || fail "more than one line: $(cat "$T/.stderr")"
 
+# A shared action cache: one daemon serves its own (--serve-action-cache),
+# two builders use it over gRPC: what one built, the other answers.
+start_daemon -l "$T/ac.sock" --build-service-addr dummy:// --action-cache memory:// --serve-action-cache
+wire() { timeout 120 $PY "$KILN_SOURCE_ROOT/tests/integration/action_cache_wire.py" "$1" "$KILN_SOURCE_ROOT/proto" "$T/py" ${2:-}; }
+[ "$(wire "unix:$T/ac.sock")" = 0 ] || fail "a new shared action cache is not empty"
+for n in 1 2; do
+	start_daemon -l "$T/b$n.sock" --build-service-addr "sandbox://$T/bundles$n?concurrency=2&cgroup=$cg-$n" \
+		--action-cache "grpc+unix://$T/ac.sock"
+done
+request "$T/rs.json" "echo shared; $UPTIME"
+kiln build --build-service-addr "grpc+unix://$T/b1.sock" "$T/rs.json" >"$T/s1.json"
+[ "$(wire "unix:$T/ac.sock")" = 1 ] || fail "builder 1's build is not in the shared action cache"
+kiln build --build-service-addr "grpc+unix://$T/b2.sock" "$T/rs.json" >"$T/s2.json"
+cmp -s "$T/s1.json" "$T/s2.json" || fail "builder 2 built again what builder 1 had built: $(cat "$T/s1.json" "$T/s2.json")"
+[ "$(hits)" = 1 ] || fail "builder 2 does not say it answered from the cache"
+# not served: UNIMPLEMENTED, saying how; nothing to serve: one line
+wire "unix:$T/b1.sock" unserved >/dev/null || fail "a daemon without --serve-action-cache serves it"
+expect_fail "kiln: --serve-action-cache: this daemon has no action cache to serve" \
+	kiln daemon -l "$T/x.sock" --action-cache none --serve-action-cache
+[ "$(wc -l <"$T/.stderr")" = 1 ] || fail "more than one line: $(cat "$T/.stderr")"
+expect_fail "invalid URL 'grpc+gopher://x': unsupported transport grpc+gopher" kiln daemon -l "$T/x.sock" --action-cache grpc+gopher://x
+
 # The CLI's embedded build service: cached by default, --no-cache builds.
 unset KILN_LOG
 kiln build --build-service-addr "$svc" "$T/r1.json" >"$T/l1.json"
@@ -120,6 +143,6 @@ out2=$(kiln run --input busybox=$bb --output out -- /inputs/busybox sh -c 'cut -
 out3=$(kiln run --no-cache --input busybox=$bb --output out -- /inputs/busybox sh -c 'cut -d" " -f1 /proc/uptime > /out/t')
 [ "$out1" != "$out3" ] || fail "kiln run --no-cache: answered from the cache"
 
-rmdir /sys/fs/cgroup/*/$cg 2>/dev/null || true
+rmdir /sys/fs/cgroup/*/$cg /sys/fs/cgroup/*/$cg-1 /sys/fs/cgroup/*/$cg-2 2>/dev/null || true
 grep -q "$T" /proc/mounts && fail "mounts left: $(grep "$T" /proc/mounts)"
 echo ok

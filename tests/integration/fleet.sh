@@ -1,14 +1,17 @@
 #!/bin/sh
 # A build fleet on one machine: one store daemon and three builder daemons
-# (sandbox://, concurrency 1, a memory:// action cache), each in a network namespace
-# of its own with its own address on a bridge this test makes, the builders
-# using the store daemon through the read-through caches
-# (cache+grpc+http://store?near=…), and haproxy in front (mode http, proto
-# h2, balance leastconn, health checks that are grpc.health.v1 Check calls).
+# (sandbox://, concurrency 1), each in a network namespace of its own with
+# its own address on a bridge this test makes, the builders using the store
+# daemon through the read-through caches (cache+grpc+http://store?near=…)
+# and sharing its action cache (--action-cache grpc+http://store), and
+# haproxy in front (mode http, proto h2, balance leastconn, health checks
+# that are grpc.health.v1 Check calls).
 #
 # - 60 distinct builds through haproxy all succeed and spread over all three
 #   builders (their metrics say how many each ran); the input is fetched
 #   from the store daemon once per builder, not once per build;
+# - a build repeated later is answered from the shared action cache,
+#   whichever builder gets it;
 # - 30 identical builds through a second frontend that balances on the
 #   kiln-action header (the request's identity) run once;
 # - a builder killed (SIGKILL) in the middle of builds is taken out by the
@@ -81,9 +84,22 @@ reads=$(metric s kiln_blobs_read_total)
 out=$(json outputs.0.file.digest <"$T/w.7.out")
 [ "$(kiln cat --blob-service-addr "$A" "b3:$out")" = "w-7-$id" ] || fail "output of build 7 not in the store"
 
-# 2. 30 identical builds through the affine frontend: one build runs, on one
-# builder, and every caller gets its result
+# 2. three earlier builds again, one after the other: whichever builder
+# leastconn picks answers from the shared action cache
 ran() { echo $(( $(metric 1 kiln_build_duration_seconds_count) + $(metric 2 kiln_build_duration_seconds_count) + $(metric 3 kiln_build_duration_seconds_count) )); }
+hits() { echo $(( $(metric 1 kiln_action_cache_hits_total) + $(metric 2 kiln_action_cache_hits_total) + $(metric 3 kiln_action_cache_hits_total) )); }
+before=$(ran) h0=$(hits)
+for i in 7 8 9; do
+	kiln build --no-cache --build-service-addr "$A" "$T/w.$i.json" >"$T/again.$i.out" ||
+		fail "build $i again failed"
+	cmp -s "$T/w.$i.out" "$T/again.$i.out" || fail "build $i again answered another Build"
+done
+[ "$(ran)" = "$before" ] || fail "repeated builds ran again ($(( $(ran) - before )) of 3)"
+[ $(( $(hits) - h0 )) = 3 ] || fail "repeated builds: $(( $(hits) - h0 )) cache hits, not 3"
+echo "3 builds repeated: all answered from the shared action cache"
+
+# 3. 30 identical builds through the affine frontend: one build runs, on one
+# builder, and every caller gets its result
 before=$(ran)
 submit same 30 1 "same-$id" "grpc+http://$net.1:8001"
 [ "$(count_ok same 30)" = 30 ] || fail "identical builds failed: $(cat "$T"/same.*.err | head -3)"
@@ -92,7 +108,7 @@ submit same 30 1 "same-$id" "grpc+http://$net.1:8001"
 	fail "identical builds answered differently"
 echo "30 identical builds through hdr(kiln-action): one ran"
 
-# 3. a builder killed in the middle of builds: the calls it had are sent
+# 4. a builder killed in the middle of builds: the calls it had are sent
 # again by the client (UNAVAILABLE, or a stream haproxy reset), and all
 # succeed on the other two
 (sleep 1.5; kill -KILL $PID_2) &
@@ -113,7 +129,7 @@ submit d 12 0.2
 [ "$(count_ok d 12)" = 12 ] || fail "builds failed with b2 down: $(cat "$T"/d.*.err | head -3)"
 [ $(( $(builds 1) + $(builds 3) - before )) = 12 ] || fail "with b2 down, b1 and b3 did not run all 12"
 
-# 4. restarted, b2 rejoins (with its near store as it was)
+# 5. restarted, b2 rejoins (with its near store as it was)
 start_builder 2
 wait_state b2 UP
 submit r 12 0.3

@@ -56,18 +56,20 @@ start_node() {
 	done
 }
 store="grpc+http://$net.10:8000"
-# start_store: the store daemon (castore only)
+# start_store: the store daemon: the castore, and the action cache the
+# builders share (it runs no builds)
 start_store() {
 	node s 10
 	start_node s -l "$net.10:8000" --metrics-listen "$net.10:9100" \
 		--blob-service-addr "objectstore+file://$T/s/blobs" \
-		--directory-service-addr "lmdb://$T/s/directories" --build-service-addr dummy://
+		--directory-service-addr "lmdb://$T/s/directories" --build-service-addr dummy:// \
+		--action-cache "lmdb://$T/s/action-cache" --serve-action-cache
 }
 # start_builder N [CONCURRENCY]: builder N on the store daemon through
-# read-through caches, a memory:// action cache; its namespace is made once
+# read-through caches and its action cache; its namespace is made once
 start_builder() {
 	[ -e "/run/netns/kiln-fleet-$id-$1" ] || node "$1" "1$1"
-	start_node "$1" -l "$net.1$1:8000" --metrics-listen "$net.1$1:9100" --action-cache memory:// \
+	start_node "$1" -l "$net.1$1:8000" --metrics-listen "$net.1$1:9100" --action-cache "$store" \
 		--blob-service-addr "cache+$store?near=objectstore+file://$T/$1/blobs" \
 		--directory-service-addr "cache+$store?near=lmdb://$T/$1/directories" \
 		--build-service-addr "sandbox://$T/$1/bundles?concurrency=${2:-1}&cgroup=kiln-fleet-$id-$1"

@@ -18,6 +18,7 @@ PROTOS = [
     "snix/build/protos/rpc_build.proto",
     # kiln's own: builds with live events
     "kiln/build/v1/events.proto",
+    "kiln/build/v1/action_cache.proto",
 ]
 PLUGIN = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
 

@@ -22,7 +22,8 @@ log("seed", SEED)
 
 sock = os.path.join(T, "garbage.sock")
 d = Daemon(sock, ["--blob-service-addr", "memory://", "--directory-service-addr", "memory://",
-                  "--build-service-addr", sys.argv[1]], name="garbaged").start()
+                  "--build-service-addr", sys.argv[1], "--action-cache", "memory://",
+                  "--serve-action-cache"], name="garbaged").start()
 ch = d.channel()
 ident = dict(request_serializer=None, response_deserializer=None)
 M = {
@@ -34,6 +35,9 @@ M = {
     "build": ch.unary_unary("/tvix.build.v1.BuildService/DoBuild", **ident),
     "health": ch.unary_unary("/grpc.health.v1.Health/Check", **ident),
     "watch": ch.unary_stream("/grpc.health.v1.Health/Watch", **ident),
+    "events": ch.unary_stream("/kiln.build.v1.BuildEvents/Build", **ident),
+    "acget": ch.unary_unary("/kiln.build.v1.ActionCache/Get", **ident),
+    "acput": ch.unary_unary("/kiln.build.v1.ActionCache/Put", **ident),
 }
 
 # valid building blocks, then mutated
@@ -83,7 +87,12 @@ def req_valid(kind):
         return rpc_blobstore_pb2.BlobChunk(data=os.urandom(100)).SerializeToString()
     if kind == "dput":
         return valid_dir().SerializeToString()
-    if kind == "build":
+    if kind == "acget":  # GetActionRequest {identity}
+        return b"\x0a\x20" + os.urandom(32)
+    if kind == "acput":  # PutActionRequest {identity, build {outputs: [a file]}}
+        out = build_pb2.Build(outputs=[castore_pb2.Node(file=fnode(b"x"))]).SerializeToString()
+        return b"\x0a\x20" + os.urandom(32) + b"\x12" + varint(len(out)) + out
+    if kind in ("build", "events"):
         node = castore_pb2.Node(file=fnode(b"busybox"))
         BR = build_pb2.BuildRequest
         return BR(inputs=[node], command_args=["/nix/store/busybox", "true"],
@@ -138,7 +147,7 @@ def call(kind, msgs, timeout=20):
     try:
         if kind in ("put", "dput"):
             M[kind](iter(msgs), timeout=timeout)
-        elif kind in ("read", "dget", "watch"):
+        elif kind in ("read", "dget", "watch", "events"):
             for i, _ in enumerate(M[kind](msgs[0], timeout=timeout if kind != "watch" else 0.5)):
                 if i > 10000:
                     break
@@ -237,7 +246,7 @@ while n < N:
                 for _ in range(rng.randrange(1, 6))]
     else:
         msgs = [mutate(base)]
-    call(kind, msgs, timeout=20 if kind != "build" else 30)
+    call(kind, msgs, timeout=30 if kind in ("build", "events") else 20)
     n += 1
     if n % 500 == 0:
         alive_check()
@@ -286,10 +295,10 @@ ch.close()
 assert d.stop() == 0, d.stderr()
 summary = ", ".join("%s %s: %d" % (k[0], k[1], v) for k, v in sorted(codes.items()))
 log("answers:", summary)
-log("RESULT wire_garbage: %d gRPC calls with random/truncated/mutated messages to 8 methods "
+log("RESULT wire_garbage: %d gRPC calls with random/truncated/mutated messages to %d methods "
     "(incl. a 100,000-entry Directory, a 3000-deep chain, names with NUL, '/', '..'), %d raw "
     "HTTP/2 garbage connections: every call answered with a status, daemon alive and serving; "
     "VmRSS %d kB at the start, %d kB after the special messages, %d kB at the end (x%.2f), "
     "VmHWM %d kB; %.0f s" %
-    (n, raw_n, rss_start, rss0, rss1, rss1 / rss0, hwm, time.monotonic() - t0))
+    (n, len(M), raw_n, rss_start, rss0, rss1, rss1 / rss0, hwm, time.monotonic() - t0))
 assert rss1 <= 2 * rss0, "RSS grew from %d to %d kB" % (rss0, rss1)

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include <kiln/store/backend.h>
+#include <kiln/build/action_cache.h>
 #include <kiln/build/service.h>
 #include <kiln/rpc/rpc.h>
 #include <kiln/store/store.h>
@@ -608,6 +609,57 @@ static void test_dummy_build(void **state)
         kiln_build_service_free(dummy);
 }
 
+/* A daemon's action cache through kiln.build.v1.ActionCache: the grpc+…
+ * action cache client against the server serving a memory:// one. */
+static void test_action_cache(void **state)
+{
+        (void)state;
+        struct kiln_error *err = NULL;
+        struct kiln_action_cache *mem = NULL;
+        assert_ok(kiln_action_cache_open("memory://", &mem, &err), err);
+        struct kiln_server_config cfg = {.blobs = &fake->base, .dirs = server_dirs,
+                                         .action_cache = mem};
+        struct kiln_server *s = NULL;
+        assert_ok(kiln_server_new(&cfg, &s, &err), err);
+        char *desc = NULL;
+        assert_ok(kiln_server_listen(s, "127.0.0.1:0", &desc, &err), err);
+        _cleanup_free_ char *url = kiln_asprintf("grpc+http://%s", desc);
+        free(desc);
+        assert_ok(kiln_server_start(s, &err), err);
+        pthread_t t;
+        pthread_create(&t, NULL, run_server, s);
+
+        struct kiln_action_cache *ac = NULL;
+        assert_ok(kiln_action_cache_open(url, &ac, &err), err);
+        struct kiln_digest key;
+        kiln_digest_of("request", 7, &key);
+        struct kiln_build b = {0};
+        assert_int_equal(kiln_action_cache_lookup(ac, &key, &b, &err), 0);
+        struct kiln_build_output out = {.node = {.kind = KILN_NODE_FILE, .size = 3}};
+        out.node.name = (struct kiln_bytes){.data = (uint8_t *)"x-out", .len = 5};
+        kiln_digest_of("abc", 3, &out.node.digest);
+        struct kiln_build rec = {.outputs = &out, .n_outputs = 1};
+        assert_ok(kiln_action_cache_store(ac, &key, &rec, &err), err);
+        assert_int_equal(kiln_action_cache_lookup(ac, &key, &b, &err), 1);
+        assert_int_equal(b.n_outputs, 1);
+        assert_true(kiln_digest_eq(&b.outputs[0].node.digest, &out.node.digest));
+        kiln_build_done(&b);
+        /* what the client put is in the served cache itself */
+        assert_int_equal(kiln_action_cache_lookup(mem, &key, &b, &err), 1);
+        kiln_build_done(&b);
+        uint64_t n = 0;
+        assert_ok(kiln_action_cache_count(ac, &n, &err), err);
+        assert_int_equal(n, 1);
+        assert_int_equal(kiln_action_cache_remove(ac, &key, &err), 1);
+        assert_int_equal(kiln_action_cache_remove(ac, &key, &err), 0);
+        kiln_action_cache_free(ac);
+
+        kiln_server_stop(s);
+        pthread_join(t, NULL);
+        kiln_server_free(s);
+        kiln_action_cache_free(mem);
+}
+
 static void test_urls(void **state)
 {
         (void)state;
@@ -704,6 +756,7 @@ int main(void)
                 cmocka_unit_test(test_tcp),
                 cmocka_unit_test(test_urls),
                 cmocka_unit_test(test_dummy_build),
+                cmocka_unit_test(test_action_cache),
                 cmocka_unit_test(test_put_failed_early),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -50,7 +50,9 @@ struct kiln_action_cache {
 };
 
 /* Opens a store by URL: memory://[?max-entries=N], lmdb:///abs/dir[?max-entries=N]
- * (the directory is created). -EINVAL with one line naming the problem. */
+ * (the directory is created), or a daemon's that serves kiln.build.v1.ActionCache
+ * (grpc+unix://, grpc+http://, grpc+https://). -EINVAL with one line naming
+ * the problem. */
 KILN_PUBLIC int kiln_action_cache_open(const char *url, struct kiln_action_cache **ret,
                                        struct kiln_error **err);
 KILN_PUBLIC void kiln_action_cache_free(struct kiln_action_cache *c);
@@ -90,6 +92,11 @@ KILN_PUBLIC struct kiln_build_service *
 kiln_build_service_cached_new(struct kiln_build_service *backend,
                               struct kiln_action_cache *cache, struct kiln_blob_service *blobs,
                               struct kiln_directory_service *dirs);
+
+/* The action cache of a caching build service (owned by it), or NULL (no
+ * cache, or another service). */
+KILN_PUBLIC struct kiln_action_cache *
+kiln_build_service_action_cache(struct kiln_build_service *s);
 
 /* Counters of a caching build service (all 0 for any other service). */
 struct kiln_build_cache_stats {

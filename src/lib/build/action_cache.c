@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <kiln/build/action_cache.h>
+#include <kiln/rpc/url.h>
 #include <kiln/util/url.h>
 
 #include "action_cache_backends.h"
@@ -125,9 +126,14 @@ int kiln_action_cache_open(const char *url, struct kiln_action_cache **ret,
                 r = parse_max_entries(&u, url, &max, err);
                 return r < 0 ? r : kiln_action_cache_lmdb_new(u.path, max, ret, err);
         }
+        if (!strcmp(u.type, "grpc")) {
+                /* a daemon's, which bounds it itself */
+                r = kiln_grpc_url_check(&u, url, err);
+                return r < 0 ? r : kiln_action_cache_grpc_new(&u, url, ret, err);
+        }
         return kiln_error_set(err, EINVAL,
-                              "invalid action cache URL '%s': unknown scheme %s (memory:// or "
-                              "lmdb:///abs/path)",
+                              "invalid action cache URL '%s': unknown scheme %s (memory://, "
+                              "lmdb:///abs/path or a daemon's grpc+…)",
                               url, u.scheme);
 }
 

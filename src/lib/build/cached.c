@@ -320,3 +320,8 @@ void kiln_build_service_cache_stats(struct kiln_build_service *s,
         ret->builds = atomic_load(&c->builds);
         ret->joined = atomic_load(&c->joined);
 }
+
+struct kiln_action_cache *kiln_build_service_action_cache(struct kiln_build_service *s)
+{
+        return s->ops == &cached_ops ? ((struct cached_service *)s)->cache : NULL;
+}
