@@ -184,11 +184,9 @@ static int cached_build(struct kiln_build_service *s, const struct kiln_build_re
         struct kiln_digest key;
         kiln_build_request_identity(req, &key);
         for (;;) {
-                if (from_cache(c, &key, req, ret)) {
-                        if (call->progress)
-                                call->progress(call->userdata, "cache-hit");
-                        return 0;
-                }
+                /* The first of identical requests looks in the cache and
+                 * builds; the others wait for it, so a crowd costs one
+                 * lookup (a call, with a daemon's cache) and one build. */
                 pthread_mutex_lock(&c->lock);
                 struct inflight *f = kiln_digest_map_get(&c->inflight, &key);
                 if (f) {
@@ -232,10 +230,16 @@ static int cached_build(struct kiln_build_service *s, const struct kiln_build_re
 
                 _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
                 struct kiln_build b = {0};
-                atomic_fetch_add(&c->builds, 1);
-                int r = kiln_build_service_build(c->backend, req, call, &b, &e);
-                if (r == 0 && c->cache)
-                        kiln_action_cache_store(c->cache, &key, &b, NULL);
+                int r = 0;
+                if (from_cache(c, &key, req, &b)) {
+                        if (call->progress)
+                                call->progress(call->userdata, "cache-hit");
+                } else {
+                        atomic_fetch_add(&c->builds, 1);
+                        r = kiln_build_service_build(c->backend, req, call, &b, &e);
+                        if (r == 0 && c->cache)
+                                kiln_action_cache_store(c->cache, &key, &b, NULL);
+                }
 
                 pthread_mutex_lock(&c->lock);
                 kiln_digest_map_remove(&c->inflight, &key);
