@@ -3,7 +3,8 @@
 # through the real daemon (sandbox backend) and the CLI: a second identical
 # DoBuild is answered from the cache (the daemon says so with
 # KILN_LOG=debug), ten identical DoBuilds at once run one build, an output
-# gone from the store means a new build, --action-cache none and kiln build
+# gone from the store means a new build, a waiter sees the log of the build
+# it joined, --action-cache none and kiln build
 # --no-cache turn the cache off; two builders share one daemon's action cache
 # over kiln.build.v1.ActionCache (action_cache_wire.py checks the wire).
 . "$(dirname "$0")/lib.sh"
@@ -58,6 +59,22 @@ done
 [ $(($(hits) - h0 + $(joined) - j0)) = 9 ] ||
 	fail "10 identical builds: $(($(joined) - j0)) joined, $(($(hits) - h0)) cache hits (want 9 in all)"
 [ $(($(joined) - j0)) -ge 1 ] || fail "no build joined an identical one in flight"
+
+# A build joined by identical ones: each caller sees its log as it comes
+# (kiln build -L, through BuildEvents), the ones who joined late included.
+request "$T/rl.json" "echo early-line >&2; /nix/store/busybox sleep 1; echo late-line >&2; $UPTIME"
+j0=$(joined)
+kiln build -L $D "$T/rl.json" >"$T/l0.json" 2>"$T/l0.err" &
+p0=$!
+sleep 0.5
+kiln build -L $D "$T/rl.json" >"$T/l1.json" 2>"$T/l1.err" || fail "the joining build failed: $(cat "$T/l1.err")"
+wait $p0 || fail "the first build failed: $(cat "$T/l0.err")"
+[ $(($(joined) - j0)) = 1 ] || fail "the second build did not join the first"
+for i in 0 1; do
+	grep -q early-line "$T/l$i.err" && grep -q late-line "$T/l$i.err" ||
+		fail "caller $i did not see the whole log: $(cat "$T/l$i.err")"
+done
+cmp -s "$T/l0.json" "$T/l1.json" || fail "the joined build answered another Build"
 
 # A failure is shared by the builds waiting for it and never remembered.
 request "$T/rf.json" "/nix/store/busybox sleep 1; echo failing-build >&2; exit 3"

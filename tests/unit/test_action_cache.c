@@ -304,6 +304,14 @@ static int fake_build(struct kiln_build_service *s, const struct kiln_build_requ
 {
         struct fake *f = (struct fake *)s;
         atomic_fetch_add(&f->builds, 1);
+        if (f->gate && call->output) {
+                /* output before the gate: more than the log keeps for waiters */
+                call->output(call->userdata, 1, "early\n", 6);
+                static char chunk[64 * 1024];
+                memset(chunk, 'x', sizeof(chunk));
+                for (int i = 0; i < 24; i++)
+                        call->output(call->userdata, 2, chunk, sizeof(chunk));
+        }
         if (f->gate) {
                 /* Polls the call's cancellation, as a runner polls its fd. */
                 pthread_mutex_lock(&f->lock);
@@ -320,6 +328,8 @@ static int fake_build(struct kiln_build_service *s, const struct kiln_build_requ
                 pthread_mutex_unlock(&f->lock);
                 if (call->cancel && kiln_cancel_is_set(call->cancel))
                         return kiln_error_set(err, ECANCELED, "build cancelled and killed");
+                if (call->output)
+                        call->output(call->userdata, 1, "late\n", 5);
         }
         if (f->fail)
                 return kiln_error_set_lines(err, f->fail, "command failed\nlast line: boom");
@@ -647,7 +657,15 @@ struct submitter {
         int r;
         struct kiln_build b;
         struct kiln_error *err;
+        struct kiln_buf out; /* what its call's output got, all streams */
 };
+
+static void on_output(void *userdata, int stream, const void *p, size_t n)
+{
+        (void)stream;
+        struct submitter *t = userdata;
+        kiln_buf_append(&t->out, p, n);
+}
 
 static void on_progress(void *userdata, const char *phase)
 {
@@ -660,7 +678,7 @@ static void *submit(void *arg)
 {
         struct submitter *t = arg;
         struct kiln_build_call call = {.cancel = t->cancel, .progress = on_progress,
-                                       .userdata = t};
+                                       .output = on_output, .userdata = t};
         t->r = kiln_build_service_build(t->s, t->req, &call, &t->b, &t->err);
         return NULL;
 }
@@ -711,6 +729,13 @@ static void run_concurrent(int fail)
                         assert_int_equal(t[i].r, 0);
                         assert_builds_equal(&t[0].b, &t[i].b);
                 }
+                /* every caller saw the build's output: its end, and all of
+                 * it up to what the log keeps for those who joined */
+                struct kiln_buf *o = &t[i].out;
+                assert_true(o->len >= 5 + 512 * 1024);
+                assert_memory_equal(o->data + o->len - 5, "late\n", 5);
+                assert_true(o->len <= 6 + 24 * 64 * 1024 + 5);
+                kiln_buf_done(o);
         }
         struct kiln_build_cache_stats st;
         kiln_build_service_cache_stats(s, &st);
@@ -792,8 +817,10 @@ static void test_inflight_cancel(void **state)
         assert_int_equal(t[1].r, 0);
         assert_int_equal(t[1].b.n_outputs, 2);
         kiln_build_done(&t[1].b);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 3; i++) {
                 kiln_cancel_free(t[i].cancel);
+                kiln_buf_done(&t[i].out);
+        }
         kiln_build_service_free(s);
         kiln_build_request_done(&req);
         kiln_blob_service_free(blobs);

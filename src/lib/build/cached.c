@@ -6,13 +6,21 @@
  * ends, and wake every 50 ms to notice their own cancellation. The cache
  * store locks for itself, and is consulted outside the mutex. A finished
  * build is remembered before its entry leaves the table, so a request
- * arriving at any moment finds either the entry or the record. */
+ * arriving at any moment finds either the entry or the record.
+ *
+ * A waiter sees the output of the build it joined: the builder's output
+ * goes to its own caller and into its entry's log (the last LOG_KEEP bytes,
+ * under the mutex), which each waiter forwards to its own caller from its
+ * own thread, so a slow waiter never holds the build up. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
 #include <kiln/build/action_cache.h>
 #include <kiln/castore/digest_map.h>
+
+/* Output kept for waiters: from the end, whole records. */
+#define LOG_KEEP (1024 * 1024)
 
 struct inflight {
         struct kiln_digest key;
@@ -22,6 +30,11 @@ struct inflight {
         int code;      /* 0: success, result holds the outputs */
         char *msg;
         struct kiln_build result;
+        /* The build's output: records of a stream byte, a 4-byte length
+         * (host order) and the bytes; log_base is the offset of log.data
+         * in the whole output so far. */
+        struct kiln_buf log;
+        uint64_t log_base;
 };
 
 struct cached_service {
@@ -55,7 +68,98 @@ static void inflight_unref(struct inflight *f)
                 return;
         free(f->msg);
         kiln_build_done(&f->result);
+        kiln_buf_done(&f->log);
         free(f);
+}
+
+#define LOG_HEAD 5
+
+static void log_append(struct inflight *f, int stream, const uint8_t *p, size_t n)
+{
+        if (n > LOG_KEEP / 2) { /* its tail is all that can be kept */
+                p += n - LOG_KEEP / 2;
+                n = LOG_KEEP / 2;
+        }
+        uint8_t head[LOG_HEAD] = {(uint8_t)stream};
+        uint32_t len = (uint32_t)n;
+        memcpy(head + 1, &len, sizeof(len));
+        kiln_buf_append(&f->log, head, sizeof(head));
+        kiln_buf_append(&f->log, p, n);
+        if (f->log.len <= LOG_KEEP)
+                return;
+        size_t drop = 0; /* whole records, until half is left */
+        while (f->log.len - drop > LOG_KEEP / 2) {
+                memcpy(&len, f->log.data + drop + 1, sizeof(len));
+                drop += LOG_HEAD + len;
+        }
+        memmove(f->log.data, f->log.data + drop, f->log.len - drop);
+        f->log.len -= drop;
+        f->log_base += drop;
+}
+
+/* Hands a waiter the output it has not seen (from *pos on) with the mutex
+ * let go meanwhile. */
+static void log_forward(struct cached_service *c, struct inflight *f,
+                        const struct kiln_build_call *call, uint64_t *pos)
+{
+        if (!call->output)
+                return;
+        if (*pos < f->log_base)
+                *pos = f->log_base; /* what it missed is gone */
+        size_t from = (size_t)(*pos - f->log_base);
+        if (from == f->log.len)
+                return;
+        size_t n = f->log.len - from;
+        _cleanup_free_ uint8_t *copy = kiln_memdup(f->log.data + from, n);
+        *pos += n;
+        pthread_mutex_unlock(&c->lock);
+        for (size_t at = 0; at < n;) {
+                uint32_t len;
+                memcpy(&len, copy + at + 1, sizeof(len));
+                call->output(call->userdata, copy[at], copy + at + LOG_HEAD, len);
+                at += LOG_HEAD + len;
+        }
+        pthread_mutex_lock(&c->lock);
+}
+
+/* The builder's calls: its caller's callbacks, and its output into the log. */
+struct tee {
+        struct cached_service *c;
+        struct inflight *f;
+        const struct kiln_build_call *call;
+};
+
+static void tee_output(void *ud, int stream, const void *p, size_t n)
+{
+        struct tee *t = ud;
+        if (t->call->output)
+                t->call->output(t->call->userdata, stream, p, n);
+        pthread_mutex_lock(&t->c->lock);
+        log_append(t->f, stream, p, n);
+        pthread_cond_broadcast(&t->c->cond);
+        pthread_mutex_unlock(&t->c->lock);
+}
+
+static void tee_progress(void *ud, const char *phase)
+{
+        struct tee *t = ud;
+        if (t->call->progress)
+                t->call->progress(t->call->userdata, phase);
+}
+
+static void tee_position(void *ud, size_t ahead)
+{
+        struct tee *t = ud;
+        if (t->call->queue_position)
+                t->call->queue_position(t->call->userdata, ahead);
+}
+
+static void tee_retrying(void *ud, const struct kiln_error *why, unsigned attempt,
+                         unsigned attempts)
+{
+        struct tee *t = ud;
+        if (t->call->retrying)
+                t->call->retrying(t->call->userdata, why, attempt, attempts);
 }
 
 /* --- is a remembered Build still whole? --- */
@@ -157,11 +261,18 @@ static int from_cache(struct cached_service *c, const struct kiln_digest *key,
         return 1;
 }
 
-/* Waits for f (locked); false when the caller's own call was cancelled. */
+/* Waits for f (locked), forwarding its output; false when the caller's own
+ * call was cancelled. */
 static bool wait_done(struct cached_service *c, struct inflight *f,
                       const struct kiln_build_call *call)
 {
-        while (!f->done) {
+        uint64_t pos = 0;
+        for (;;) {
+                /* done is set after the build's last output went in */
+                bool done = f->done;
+                log_forward(c, f, call, &pos);
+                if (done)
+                        return true;
                 if (call->cancel && kiln_cancel_is_set(call->cancel))
                         return false;
                 struct timespec ts;
@@ -173,7 +284,6 @@ static bool wait_done(struct cached_service *c, struct inflight *f,
                 }
                 pthread_cond_timedwait(&c->cond, &c->lock, &ts);
         }
-        return true;
 }
 
 static int cached_build(struct kiln_build_service *s, const struct kiln_build_request *req,
@@ -235,8 +345,15 @@ static int cached_build(struct kiln_build_service *s, const struct kiln_build_re
                         if (call->progress)
                                 call->progress(call->userdata, "cache-hit");
                 } else {
+                        struct tee t = {.c = c, .f = f, .call = call};
+                        struct kiln_build_call tc = *call;
+                        tc.userdata = &t;
+                        tc.output = tee_output;
+                        tc.progress = call->progress ? tee_progress : NULL;
+                        tc.queue_position = call->queue_position ? tee_position : NULL;
+                        tc.retrying = call->retrying ? tee_retrying : NULL;
                         atomic_fetch_add(&c->builds, 1);
-                        r = kiln_build_service_build(c->backend, req, call, &b, &e);
+                        r = kiln_build_service_build(c->backend, req, &tc, &b, &e);
                         if (r == 0 && c->cache)
                                 kiln_action_cache_store(c->cache, &key, &b, NULL);
                 }
