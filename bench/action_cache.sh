@@ -31,27 +31,19 @@ done
 /usr/bin/python3 - "unix:$work/kiln.sock" "$PWD/proto" "$work/py" "$runs" <<'PY'
 import os, statistics, sys, time
 TARGET, PROTO_ROOT, WORK, N = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-sys.path.insert(0, os.path.join(os.getcwd(), "tests", "integration"))
+sys.path[:0] = [os.path.join(os.getcwd(), "tests", "integration"), os.path.join(os.getcwd(), "bench")]
 import kiln_stubs
 kiln_stubs.generate(PROTO_ROOT, WORK)
 import grpc
-from tvix.build.protos import build_pb2, rpc_build_pb2_grpc
-from tvix.castore.protos import castore_pb2, rpc_blobstore_pb2, rpc_blobstore_pb2_grpc
+from tvix.build.protos import rpc_build_pb2_grpc
+import trivial
 
 channel = grpc.insecure_channel(TARGET)
-blobs = rpc_blobstore_pb2_grpc.BlobServiceStub(channel)
 builds = rpc_build_pb2_grpc.BuildServiceStub(channel)
-data = b"a small input\n" * 64
-digest = blobs.Put(iter([rpc_blobstore_pb2.BlobChunk(data=data)])).digest
-BR = build_pb2.BuildRequest
+digest = trivial.put_input(channel)
 
 def req(salt, script=": > /out/f"):
-    return BR(inputs=[castore_pb2.Node(file=castore_pb2.FileNode(name=b"input", digest=digest,
-                                                                size=len(data)))],
-              command_args=["/bin/sh", "-c", script], working_dir="build",
-              scratch_paths=["build", "out"], inputs_dir="inputs", outputs=["out"],
-              environment_vars=[BR.EnvVar(key="SALT", value=salt.encode())],
-              constraints=BR.BuildConstraints(system="x86_64-linux", provide_bin_sh=True))
+    return trivial.request(digest, salt, script)
 
 def timed(r):
     t = time.monotonic()

@@ -22,23 +22,16 @@ import kiln_stubs  # noqa: E402
 
 kiln_stubs.generate(PROTO_ROOT, WORK)
 import grpc  # noqa: E402
-from tvix.build.protos import build_pb2, rpc_build_pb2_grpc  # noqa: E402
-from tvix.castore.protos import castore_pb2, rpc_blobstore_pb2, rpc_blobstore_pb2_grpc  # noqa
+from tvix.build.protos import rpc_build_pb2_grpc  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trivial  # noqa: E402
 
 proxy = grpc.insecure_channel(PROXY)
-data = b"a small input\n" * 64
-digest = rpc_blobstore_pb2_grpc.BlobServiceStub(proxy).Put(
-    iter([rpc_blobstore_pb2.BlobChunk(data=data)])).digest
-BR = build_pb2.BuildRequest
+digest = trivial.put_input(proxy)
 
 
 def req(salt, script=": > /out/f"):
-    return BR(inputs=[castore_pb2.Node(file=castore_pb2.FileNode(name=b"input", digest=digest,
-                                                                size=len(data)))],
-              command_args=["/bin/sh", "-c", script], working_dir="build",
-              scratch_paths=["build", "out"], inputs_dir="inputs", outputs=["out"],
-              environment_vars=[BR.EnvVar(key="SALT", value=salt.encode())],
-              constraints=BR.BuildConstraints(system="x86_64-linux", provide_bin_sh=True))
+    return trivial.request(digest, salt, script)
 
 
 def batch(stub, reqs, metadata=None):

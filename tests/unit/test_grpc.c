@@ -579,6 +579,22 @@ static void test_put_failed_early(void **state)
         }
 }
 
+/* A server for cfg on 127.0.0.1, running on *t; *url (heap) reaches it. */
+static struct kiln_server *serve_tcp(const struct kiln_server_config *cfg, pthread_t *t,
+                                     char **url)
+{
+        struct kiln_error *err = NULL;
+        struct kiln_server *s = NULL;
+        assert_ok(kiln_server_new(cfg, &s, &err), err);
+        char *desc = NULL;
+        assert_ok(kiln_server_listen(s, "127.0.0.1:0", &desc, &err), err);
+        *url = kiln_asprintf("grpc+http://%s", desc);
+        free(desc);
+        assert_ok(kiln_server_start(s, &err), err);
+        pthread_create(t, NULL, run_server, s);
+        return s;
+}
+
 static void test_dummy_build(void **state)
 {
         (void)state;
@@ -587,15 +603,9 @@ static void test_dummy_build(void **state)
         assert_ok(kiln_build_service_open("dummy://", NULL, NULL, &dummy, &err), err);
         struct kiln_server_config cfg = {.blobs = &fake->base, .dirs = server_dirs,
                                          .builds = dummy};
-        struct kiln_server *s = NULL;
-        assert_ok(kiln_server_new(&cfg, &s, &err), err);
-        char *desc = NULL;
-        assert_ok(kiln_server_listen(s, "127.0.0.1:0", &desc, &err), err);
-        _cleanup_free_ char *url = kiln_asprintf("grpc+http://%s", desc);
-        free(desc);
-        assert_ok(kiln_server_start(s, &err), err);
         pthread_t t;
-        pthread_create(&t, NULL, run_server, s);
+        _cleanup_free_ char *url = NULL;
+        struct kiln_server *s = serve_tcp(&cfg, &t, &url);
         struct kiln_build_service *bs = NULL;
         assert_ok(kiln_build_service_open(url, NULL, NULL, &bs, &err), err);
         struct kiln_build_request req = {0};
@@ -619,15 +629,9 @@ static void test_action_cache(void **state)
         assert_ok(kiln_action_cache_open("memory://", &mem, &err), err);
         struct kiln_server_config cfg = {.blobs = &fake->base, .dirs = server_dirs,
                                          .action_cache = mem};
-        struct kiln_server *s = NULL;
-        assert_ok(kiln_server_new(&cfg, &s, &err), err);
-        char *desc = NULL;
-        assert_ok(kiln_server_listen(s, "127.0.0.1:0", &desc, &err), err);
-        _cleanup_free_ char *url = kiln_asprintf("grpc+http://%s", desc);
-        free(desc);
-        assert_ok(kiln_server_start(s, &err), err);
         pthread_t t;
-        pthread_create(&t, NULL, run_server, s);
+        _cleanup_free_ char *url = NULL;
+        struct kiln_server *s = serve_tcp(&cfg, &t, &url);
 
         struct kiln_action_cache *ac = NULL;
         assert_ok(kiln_action_cache_open(url, &ac, &err), err);
