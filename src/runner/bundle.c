@@ -129,7 +129,10 @@ int runner_scratch_fd(struct runner_build *b, const char *scratch_path)
 /* The build's /dev: fresh nodes of the harmless devices (never the host's,
  * so nothing done to them reaches the host), the mount points of pts and shm,
  * and the usual symlinks. Mounted read-only; owned by host root, which is
- * not mapped into the build. */
+ * not mapped into the build. With kvm=1, also a node of the host's /dev/kvm
+ * with its mode, as Nix's sandbox has it: a build can open it only if the
+ * host lets anyone (mode 0666), since the build's users are never host root
+ * nor in its group. */
 static int make_dev(struct runner_build *b, struct kiln_error **err)
 {
         static const struct {
@@ -152,6 +155,11 @@ static int make_dev(struct runner_build *b, struct kiln_error **err)
                             makedev(nodes[i].major, nodes[i].minor)) < 0 ||
                     fchmodat(dev, nodes[i].name, 0666, 0) < 0)
                         return kiln_error_errno(err, errno, "create dev/%s", nodes[i].name);
+        struct stat kvm;
+        if (b->svc->cfg.kvm && stat("/dev/kvm", &kvm) == 0 && S_ISCHR(kvm.st_mode) &&
+            (mknodat(dev, "kvm", S_IFCHR | (kvm.st_mode & 0777), kvm.st_rdev) < 0 ||
+             fchmodat(dev, "kvm", kvm.st_mode & 0777, 0) < 0))
+                return kiln_error_errno(err, errno, "create dev/kvm");
         for (size_t i = 0; i < KILN_ARRAY_SIZE(links); i++)
                 if (symlinkat(links[i].target, dev, links[i].name) < 0)
                         return kiln_error_errno(err, errno, "create dev/%s", links[i].name);

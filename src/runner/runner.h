@@ -45,6 +45,7 @@ struct runner_config {
         uint64_t memory_max; /* bytes per build, 0 = no limit */
         uint64_t pids_max;   /* processes per build, 0 = no limit */
         bool keep_failed;
+        bool kvm; /* the host's /dev/kvm node in builds' /dev, as Nix's sandbox has it */
         uint32_t fallback_subid;   /* start of kiln's range when /etc/sub[ug]id has none */
         uint64_t scratch_size;     /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
         struct kiln_strv ro_paths; /* the allow-list for available_ro_paths, sorted */

@@ -622,8 +622,10 @@ static int parse_ro_paths(const char *url, const char *v, struct kiln_strv *ret,
 static int parse_options(struct runner_config *cfg, const struct kiln_url *u, const char *url,
                          struct kiln_error **err)
 {
+        /* Nix's default: the kvm system feature, and so /dev/kvm in the
+         * sandbox, wherever /dev/kvm can be opened for reading and writing */
         uint64_t concurrency = cfg->concurrency, timeout = 0, silent = 0, keep = 0,
-                 subid = cfg->fallback_subid;
+                 subid = cfg->fallback_subid, kvm = access("/dev/kvm", R_OK | W_OK) == 0;
         const struct {
                 const char *key;
                 uint64_t min, max, *dst;
@@ -633,6 +635,7 @@ static int parse_options(struct runner_config *cfg, const struct kiln_url *u, co
                 {"max-silent-time", 0, 7 * 24 * 3600, &silent},
                 {"max-log-size", 0, UINT64_MAX, &cfg->max_log},
                 {"keep-failed", 0, 1, &keep},
+                {"kvm", 0, 1, &kvm},
                 {"subid", 1, UINT32_MAX - 1, &subid},
                 {"scratch-size", 0, UINT64_MAX, &cfg->scratch_size},
                 {"memory-max", 0, UINT64_MAX, &cfg->memory_max},
@@ -655,6 +658,7 @@ static int parse_options(struct runner_config *cfg, const struct kiln_url *u, co
         cfg->timeout = (unsigned)timeout;
         cfg->max_silent = (unsigned)silent;
         cfg->keep_failed = keep != 0;
+        cfg->kvm = kvm != 0;
         cfg->fallback_subid = (uint32_t)subid;
 
         cfg->sandbox_shell = kiln_url_query_get(u, "sandbox-shell");
@@ -742,6 +746,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
                 "concurrency",  "timeout",     "max-silent-time", "max-log-size",
                 "keep-failed",  "sandbox-shell", "subid",         "scratch-size",
                 "ro-paths",     "memory-max",  "pids-max",        "cgroup",
+                "kvm",
                 backend == &runner_oci_backend ? "runtime" : NULL,
                 NULL};
         int r = kiln_url_query_check(u, allowed, url, err);

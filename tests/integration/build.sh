@@ -22,6 +22,20 @@ mkdir -p "$T/expect/out/d" && echo hello >"$T/expect/out/d/greeting" && ln -s d/
 want=$(kiln import "$T/expect/out" | json node.directory.digest)
 [ "$(echo "$out" | json node.directory.digest)" = "$want" ] || fail "output digest: $out"
 
+# /dev/kvm as Nix's sandbox has it: with kvm=1 a node of the host's, its
+# mode kept; with kvm=0 none
+devls() { kiln run --no-cache --build-service-addr "$backend://$bundles?cgroup=$cg&kvm=$1" --input busybox=$bb \
+	--output out -- /inputs/busybox sh -c '/inputs/busybox ls -l /dev > /out/l' | json node.directory.digest; }
+d0=$(devls 0)
+kiln export "b3:$d0" "$T/dev0"
+grep -q ' kvm$' "$T/dev0/l" && fail "kvm=0: /dev/kvm in the build: $(cat "$T/dev0/l")"
+if [ -c /dev/kvm ]; then
+	d1=$(devls 1)
+	kiln export "b3:$d1" "$T/dev1"
+	line=$(grep ' kvm$' "$T/dev1/l") || fail "kvm=1: no /dev/kvm in the build: $(cat "$T/dev1/l")"
+	[ "$(echo "$line" | cut -c1-10)" = "$(stat -c %A /dev/kvm)" ] || fail "/dev/kvm's mode in the build: $line"
+fi
+
 # needles: contents, symlink targets and names all count; not found → absent
 out=$(run --needle aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa --needle bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb \
 	--needle cccccccccccccccccccccccccccccccc --needle dddddddddddddddddddddddddddddddd \
