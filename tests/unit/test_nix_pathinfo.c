@@ -98,6 +98,10 @@ static void test_store(void **state)
         assert_int_equal(kiln_nix_pathinfo_get(s, P_OUT, &q, NULL), 1);
         assert_same(&p, &q);
         kiln_nix_pathinfo_done(&q);
+        /* the same hash part with another name is another path: not held */
+        char other[sizeof(P_OUT) + 1];
+        snprintf(other, sizeof(other), "%sx", P_OUT);
+        assert_int_equal(kiln_nix_pathinfo_get(s, other, &q, NULL), 0);
         int n = 0;
         assert_int_equal(kiln_nix_pathinfo_list(s, count, &n, NULL), 0);
         assert_int_equal(n, 1);

@@ -319,9 +319,17 @@ int kiln_nix_pathinfo_get(struct kiln_nix_pathinfo_store *s, const char *path,
                 mdb_txn_abort(txn);
                 return lmdb_fail(err, rc, "get");
         }
-        r = kiln_nix_pathinfo_decode(path, v.mv_data, v.mv_size, ret, err);
+        /* Keyed by the hash part: the same hash with another name is another
+         * path, and not here. */
+        r = kiln_nix_pathinfo_decode(NULL, v.mv_data, v.mv_size, ret, err);
         mdb_txn_abort(txn);
-        return r < 0 ? r : 1;
+        if (r < 0)
+                return kiln_error_prefix(err, r, "%s", path);
+        if (strcmp(ret->path, path)) {
+                kiln_nix_pathinfo_done(ret);
+                return 0;
+        }
+        return 1;
 }
 
 int kiln_nix_pathinfo_put(struct kiln_nix_pathinfo_store *s, const struct kiln_nix_pathinfo *p,
