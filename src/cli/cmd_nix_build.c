@@ -22,6 +22,9 @@ static const char usage[] =
         "  -Q, --no-build-output         do not show build logs (a failure still shows\n"
         "                                its log's tail)\n"
         "  --no-cache                    build even what the action cache remembers\n"
+        "  --json                        print each build's events as they happen, one proto3\n"
+        "                                JSON line each with its \"drv\", then\n"
+        "                                {\"outputs\": [...]} instead of the paths\n"
         "  --cores N                     NIX_BUILD_CORES of builds (default: number of CPUs,\n"
         "                                as Nix's cores setting)\n"
         "  --bin-sh                      give builds a /bin/sh (Nix's sandbox-paths default\n"
@@ -91,8 +94,17 @@ static int run(struct cli_stores *stores, struct kiln_nixbuild_options *o, const
         if (r < 0) {
                 cli_fail(err);
         } else {
-                for (size_t i = 0; i < outs.n; i++)
-                        printf("%s\n", outs.v[i]);
+                if (o->event) {
+                        json_t *j = json_array();
+                        for (size_t i = 0; i < outs.n; i++)
+                                json_array_append_new(j, json_string(outs.v[i]));
+                        json_t *line = json_pack("{s:o}", "outputs", j);
+                        cli_print_json(line);
+                        json_decref(line);
+                } else {
+                        for (size_t i = 0; i < outs.n; i++)
+                                printf("%s\n", outs.v[i]);
+                }
                 status = 0;
         }
         kiln_strv_done(&outs);
@@ -100,6 +112,21 @@ out:
         kiln_nix_pathinfo_store_close(o->pathinfo);
         kiln_build_service_free(o->builds);
         return status;
+}
+
+/* --json: each event a line {"drv": "/nix/store/….drv", <the BuildEvent>} */
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void print_event(void *userdata, const char *drv_path, const struct kiln_build_event *ev)
+{
+        (void)userdata;
+        json_t *j = kiln_build_event_to_json(ev);
+        json_object_set_new(j, "drv", json_string(drv_path));
+        pthread_mutex_lock(&print_lock);
+        cli_print_json(j);
+        fflush(stdout);
+        pthread_mutex_unlock(&print_lock);
+        json_decref(j);
 }
 
 int cmd_nix_build(int argc, char **argv)
@@ -112,6 +139,7 @@ int cmd_nix_build(int argc, char **argv)
                 {"bin-sh", no_argument, NULL, OPT_BIN_SH},
                 {"nix-daemon", required_argument, NULL, OPT_NIX_DAEMON},
                 {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+                {"json", no_argument, NULL, CLI_OPT_JSON},
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"help", no_argument, NULL, 'h'},
                 CLI_STORE_OPTIONS,
@@ -150,6 +178,10 @@ int cmd_nix_build(int argc, char **argv)
                         break;
                 case OPT_NO_CACHE:
                         no_cache = true;
+                        break;
+                case CLI_OPT_JSON:
+                        o.event = print_event;
+                        o.log = NULL;
                         break;
                 case CLI_OPT_BUILD_ADDR:
                         build_url = optarg;

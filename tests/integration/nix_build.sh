@@ -124,4 +124,23 @@ nix-store -q --outputs "$d2" >>"$T/created" 2>/dev/null
 [ "$(kiln nix build "$d2" 2>"$T/kiln3.err")" = "$(nix-store -q --outputs "$d2" 2>/dev/null)" ] ||
         fail "a valid derivation did not print its output"
 ! grep -q building "$T/kiln3.err" || fail "a valid derivation was built again"
+# --json: each build's events with its derivation, then the outputs; a
+# failure's last event is Failed with its log tail
+d3=$(nix-instantiate "${nixargs[@]}" --argstr salt "$salt-json" -A hello "$fixture" 2>/dev/null)
+echo "$d3" >>"$T/created"
+kiln nix build --json "$d3" >"$T/json.out" 2>"$T/json.err" || { cat "$T/json.err" >&2; fail "kiln nix build --json"; }
+nix-store -q --outputs "$d3" >>"$T/created" 2>/dev/null
+$PY - "$T/json.out" "$d3" "$(nix-store -q --outputs "$d3")" <<'PY' || fail "kiln nix build --json: $(cat "$T/json.out")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+events = [l for l in lines if "drv" in l]
+assert events and all(e["drv"] == sys.argv[2] for e in events), events
+kinds = [next(k for k in e if k != "drv") for e in events]
+assert "started" in kinds and kinds[-1] == "completed", kinds
+assert lines[-1] == {"outputs": [sys.argv[3]]}, lines[-1]
+PY
+expect_fail "builder for '$drv_failing' failed" kiln nix build --json "$drv_failing"
+tail -1 "$T/.stdout" | grep -q '"failed"' || fail "--json of a failure: $(tail -2 "$T/.stdout")"
+grep -q '"drv"' "$T/.stdout" || fail "--json of a failure names no derivation"
+
 echo "nix build: $n outputs equal to Nix's, fixed-output CAs equal, failures alike"

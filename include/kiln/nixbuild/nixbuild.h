@@ -6,6 +6,8 @@
  * built in dependency order, several at once (build.c). */
 #pragma once
 
+#include <kiln/build/events.h>
+
 #include <kiln/build/service.h>
 #include <kiln/nix/daemon.h>
 #include <kiln/nix/derivation.h>
@@ -62,6 +64,10 @@ struct kiln_nixbuild_options {
         /* Progress lines ("building '…'") and, unless quiet, the builds'
          * log lines ("<name>> …"), called from any thread; may be NULL. */
         void (*log)(void *userdata, const char *line);
+        /* Each build's events (kiln.build.v1, events.h) as they happen,
+         * from its building thread; may be NULL. Its log then reaches log
+         * only through these. */
+        void (*event)(void *userdata, const char *drv_path, const struct kiln_build_event *ev);
         void *userdata;
         bool quiet;
         struct kiln_cancel *cancel; /* optional */

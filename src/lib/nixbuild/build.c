@@ -256,6 +256,17 @@ static void on_output(void *userdata, int stream, const void *p, size_t n)
         }
 }
 
+struct job_events {
+        const struct kiln_nixbuild_options *o;
+        const char *drv_path;
+};
+
+static void job_event(void *ud, const struct kiln_build_event *ev)
+{
+        struct job_events *je = ud;
+        je->o->event(je->o->userdata, je->drv_path, ev);
+}
+
 static int build_job(struct session *s, const struct job *j, struct kiln_error **err)
 {
         const struct kiln_nixbuild_options *o = s->nb.o;
@@ -295,7 +306,13 @@ static int build_job(struct session *s, const struct job *j, struct kiln_error *
                         .max_silent = o->max_silent,
                         .max_log = o->max_log,
                 };
+                struct kiln_build_events events = {0};
+                struct job_events je = {.o = o, .drv_path = j->drv_path};
+                if (o->event)
+                        kiln_build_events_init(&events, job_event, &je, &call);
                 r = kiln_build_service_build(o->builds, &plan.req, &call, &b, err);
+                if (o->event)
+                        kiln_build_events_end(&events, r, r < 0 ? NULL : &b, err ? *err : NULL);
                 if (jl.line.len)
                         log_flush(&jl);
                 kiln_buf_done(&jl.line);
