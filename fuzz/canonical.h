@@ -109,6 +109,20 @@ static inline bool canon_check(const struct canon_msg *m, const uint8_t *p, size
         return !m->oneof || seen;
 }
 
+/* How many times top-level field num occurs in a message canon_check()
+ * accepted (only varint and length-delimited fields occur). */
+static inline size_t canon_count(const uint8_t *p, size_t n, uint32_t num)
+{
+        size_t i = 0, count = 0;
+        uint64_t key, v;
+        while (i < n && canon_varint(p, n, &i, &key) && canon_varint(p, n, &i, &v)) {
+                count += key >> 3 == num;
+                if ((key & 7) == 2)
+                        i += (size_t)v;
+        }
+        return count;
+}
+
 /* tvix.castore.v1 */
 static const struct canon_field canon_dirnode_f[] = {{1, CANON_BYTES, CANON_SINGLE, NULL},
                                                      {2, CANON_BYTES, CANON_SINGLE, NULL},

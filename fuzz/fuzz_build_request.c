@@ -57,7 +57,13 @@ static void build(const uint8_t *data, size_t size)
         }
         struct kiln_buf enc = KILN_BUF_INIT, enc2 = KILN_BUF_INIT, enc3 = KILN_BUF_INIT;
         kiln_build_encode(&b, &enc);
-        identity(&canon_build, data, size, &enc);
+        /* A Build's canonical form also has one outputs_needles (3) per
+         * output (2), empty or not, as kiln and upstream write it; one
+         * without them is accepted, but is not that form. */
+        if (canon_count(data, size, 2) == canon_count(data, size, 3))
+                identity(&canon_build, data, size, &enc);
+        else
+                FUZZ_CHECK(canon_check(&canon_build, enc.data, enc.len));
         FUZZ_CHECK(kiln_build_decode(enc.data, enc.len, &again, &err) == 0);
         kiln_build_encode(&again, &enc2);
         FUZZ_CHECK(fuzz_buf_eq(&enc, &enc2));

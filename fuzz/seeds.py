@@ -76,7 +76,10 @@ req = (field(1, inputs) + field(2, b"/bin/sh") + field(2, b"-c") + field(2, b"ec
        + field(7, field(1, b"PATH") + field(2, b"/bin")) + field(8, field(1, b"x86_64-linux") + vfield(5, 1))
        + field(9, field(1, b"etc/f") + field(2, b"x")) + field(10, b"abc"))
 seeds["build_request"] += [b"\0" + req, b"\0" + field(2, b"true"),
-                           b"\1" + field(1, req) + field(2, node("file", file_node(b"out"))) + field(3, vfield(1, 0))]
+                           b"\1" + field(1, req) + field(2, node("file", file_node(b"out"))) + field(3, vfield(1, 0)),
+                           # found by fuzzing (2026-12-07): outputs without outputs_needles
+                           # are accepted, and re-encode with one (empty) per output
+                           b"\1" + field(1, req) + field(2, node("file", file_node(b"out")))]
 
 seeds["json"] += [
     b'\0{"file":{"name":"YQ==","digest":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","size":"3"}}',
