@@ -595,6 +595,13 @@ static struct kiln_server *serve_tcp(const struct kiln_server_config *cfg, pthre
         return s;
 }
 
+static void stop_server(struct kiln_server *s, pthread_t t)
+{
+        kiln_server_stop(s);
+        pthread_join(t, NULL);
+        kiln_server_free(s);
+}
+
 static void test_dummy_build(void **state)
 {
         (void)state;
@@ -613,9 +620,7 @@ static void test_dummy_build(void **state)
         assert_error(kiln_build_service_build(bs, &req, NULL, &build, &err), err, EIO,
                      "builds are not supported with DummyBuildService");
         kiln_build_service_free(bs);
-        kiln_server_stop(s);
-        pthread_join(t, NULL);
-        kiln_server_free(s);
+        stop_server(s, t);
         kiln_build_service_free(dummy);
 }
 
@@ -658,9 +663,7 @@ static void test_action_cache(void **state)
         assert_int_equal(kiln_action_cache_remove(ac, &key, &err), 0);
         kiln_action_cache_free(ac);
 
-        kiln_server_stop(s);
-        pthread_join(t, NULL);
-        kiln_server_free(s);
+        stop_server(s, t);
         kiln_action_cache_free(mem);
 }
 

@@ -136,7 +136,8 @@ static void tee_output(void *ud, int stream, const void *p, size_t n)
                 t->call->output(t->call->userdata, stream, p, n);
         pthread_mutex_lock(&t->c->lock);
         log_append(t->f, stream, p, n);
-        pthread_cond_broadcast(&t->c->cond);
+        if (t->f->refs > 1) /* someone joined: wake the waiters to forward it */
+                pthread_cond_broadcast(&t->c->cond);
         pthread_mutex_unlock(&t->c->lock);
 }
 
