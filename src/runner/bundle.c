@@ -215,6 +215,36 @@ static int make_scratch(struct runner_build *b, struct kiln_error **err)
         return 0;
 }
 
+/* Makes the parent directories of rest below base, owned by uid:gid, and
+ * opens the innermost without following symlinks; *leaf is rest's last
+ * component. Returns the fd or -errno. */
+static int make_parents(int base, const char *rest, uid_t uid, gid_t gid, const char **leaf)
+{
+        _cleanup_free_ char *dirs = kiln_strdup(rest);
+        char *slash = strrchr(dirs, '/');
+        *leaf = rest;
+        if (!slash) {
+                int fd = dup(base);
+                return fd < 0 ? -errno : fd;
+        }
+        *slash = '\0';
+        *leaf = rest + (slash - dirs) + 1;
+        for (char *p = dirs;; p++) {
+                if (*p != '/' && *p != '\0')
+                        continue;
+                char c = *p;
+                *p = '\0';
+                if (mkdirat(base, dirs, 0755) == 0)
+                        (void)fchownat(base, dirs, uid, gid, 0);
+                else if (errno != EEXIST)
+                        return -errno;
+                *p = c;
+                if (!c)
+                        break;
+        }
+        return runner_open_beneath(base, dirs, O_RDONLY | O_DIRECTORY);
+}
+
 /* kiln: every additional file lands at /<path> in the container, through
  * the scratch path it lives under. */
 static int write_additional_files(struct runner_build *b, struct kiln_error **err)
@@ -230,41 +260,55 @@ static int write_additional_files(struct runner_build *b, struct kiln_error **er
                 _cleanup_close_ int base = runner_scratch_fd(b, prefix);
                 if (base < 0)
                         return kiln_error_errno(err, -base, "open scratch %s", prefix);
-                /* create parent directories, owned by the build user */
-                _cleanup_free_ char *dirs = kiln_strdup(rest);
-                char *slash = strrchr(dirs, '/');
-                const char *leaf = rest;
-                if (slash) {
-                        *slash = '\0';
-                        leaf = rest + (slash - dirs) + 1;
-                        for (char *p = dirs;; p++) {
-                                if (*p == '/' || *p == '\0') {
-                                        char c = *p;
-                                        *p = '\0';
-                                        if (mkdirat(base, dirs, 0755) == 0)
-                                                (void)fchownat(base, dirs, b->ids.build_uid,
-                                                               b->ids.build_gid, 0);
-                                        else if (errno != EEXIST)
-                                                return kiln_error_errno(err, errno,
-                                                                        "additional file %s",
-                                                                        f->path);
-                                        *p = c;
-                                        if (!c)
-                                                break;
-                                }
-                        }
-                }
-                _cleanup_close_ int parent = slash ? runner_open_beneath(base, dirs, O_RDONLY |
-                                                                  O_DIRECTORY)
-                                                   : dup(base);
+                const char *leaf;
+                _cleanup_close_ int parent =
+                        make_parents(base, rest, b->ids.build_uid, b->ids.build_gid, &leaf);
                 if (parent < 0)
-                        return kiln_error_errno(err, parent == -1 ? errno : -parent,
-                                                "additional file %s", f->path);
+                        return kiln_error_errno(err, -parent, "additional file %s", f->path);
                 int r = runner_write_file_at(parent, leaf, f->contents, f->len, 0644, err);
                 if (r < 0)
                         return kiln_error_prefix(err, r, "additional file %s", f->path);
                 (void)fchownat(parent, leaf, b->ids.build_uid, b->ids.build_gid,
                                AT_SYMLINK_NOFOLLOW);
+        }
+        return 0;
+}
+
+int runner_bundle_symlink_inputs(struct runner_build *b, struct kiln_error **err)
+{
+        const struct kiln_build_request *r = b->req;
+        for (size_t i = 0; i < r->n_inputs; i++) {
+                const struct kiln_node *in = &r->inputs[i];
+                if (in->kind != KILN_NODE_SYMLINK)
+                        continue;
+                _cleanup_free_ char *path =
+                        r->inputs_dir[0] ? kiln_asprintf("%s/%.*s", r->inputs_dir,
+                                                         (int)in->name.len,
+                                                         (const char *)in->name.data)
+                                         : kiln_asprintf("%.*s", (int)in->name.len,
+                                                         (const char *)in->name.data);
+                const char *rest;
+                const char *prefix = runner_scratch_prefix(r, path, &rest);
+                if (prefix && !*rest)
+                        return kiln_error_set(err, EINVAL, "input %s is a scratch path", path);
+                /* Owned by the container's root, as the native sandbox makes
+                 * it (and as Nix does): an input is not the build's. */
+                uid_t uid = b->ids.root_uid;
+                gid_t gid = b->ids.root_gid;
+                _cleanup_close_ int base = prefix ? runner_scratch_fd(b, prefix)
+                                                  : runner_open_beneath(b->dir_fd, "root",
+                                                                        O_RDONLY | O_DIRECTORY);
+                if (base < 0)
+                        return kiln_error_errno(err, -base, "input %s", path);
+                const char *leaf;
+                _cleanup_close_ int parent =
+                        make_parents(base, prefix ? rest : path, uid, gid, &leaf);
+                _cleanup_free_ char *target = kiln_asprintf("%.*s", (int)in->target.len,
+                                                            (const char *)in->target.data);
+                if (parent < 0 || symlinkat(target, parent, leaf) < 0)
+                        return kiln_error_errno(err, parent < 0 ? -parent : errno, "input %s",
+                                                path);
+                (void)fchownat(parent, leaf, uid, gid, AT_SYMLINK_NOFOLLOW);
         }
         return 0;
 }

@@ -172,15 +172,24 @@ static void plan_mounts(struct runner_build *b, struct kiln_buf *p)
                 rec_bind(p, PLAN_NOSUID | PLAN_NODEV, src, dest);
         }
         for (size_t i = 0; i < r->n_inputs; i++) {
-                const struct kiln_bytes *n = &r->inputs[i].name;
-                _cleanup_free_ char *src = kiln_asprintf("%s/inputs/%.*s", b->dir, (int)n->len,
-                                                         (const char *)n->data);
+                const struct kiln_node *in = &r->inputs[i];
+                const struct kiln_bytes *n = &in->name;
                 _cleanup_free_ char *dest =
                         r->inputs_dir[0]
                                 ? kiln_asprintf("/%s/%.*s", r->inputs_dir, (int)n->len,
                                                 (const char *)n->data)
                                 : kiln_asprintf("/%.*s", (int)n->len, (const char *)n->data);
-                rec_bind(p, PLAN_RDONLY | PLAN_NOSUID | PLAN_NODEV, src, dest);
+                /* A symlink is made in the sandbox and resolved there: a bind
+                 * mount would follow it on the host. */
+                if (in->kind == KILN_NODE_SYMLINK) {
+                        _cleanup_free_ char *target = kiln_asprintf(
+                                "%.*s", (int)in->target.len, (const char *)in->target.data);
+                        rec_strings(p, PLAN_SYMLINK, (const char *const[]){target, dest}, 2);
+                        continue;
+                }
+                _cleanup_free_ char *src = kiln_asprintf("%s/inputs/%.*s", b->dir, (int)n->len,
+                                                         (const char *)n->data);
+                rec_bind(p, PLAN_RDONLY | PLAN_NOSUID | PLAN_NODEV | PLAN_NOFOLLOW, src, dest);
         }
         for (size_t i = 0; c->present && i < c->ro_paths.n; i++)
                 rec_bind(p, PLAN_RDONLY | PLAN_NOSUID, c->ro_paths.v[i], c->ro_paths.v[i]);

@@ -256,8 +256,10 @@ static void do_mount(const struct record *r)
         switch (m.kind) {
         case PLAN_BIND: {
                 struct stat st;
-                if (stat(source, &st) < 0)
+                if ((m.flags & PLAN_NOFOLLOW ? lstat : stat)(source, &st) < 0)
                         fail(errno, "bind %s", source);
+                if (S_ISLNK(st.st_mode))
+                        fail(ELOOP, "bind %s: a symlink", source);
                 make_mount_point(full, S_ISDIR(st.st_mode));
                 bind_mount(source, full, m.flags);
                 return;

@@ -57,6 +57,9 @@ enum {
         PLAN_NOSUID = 1 << 1,
         PLAN_NODEV = 1 << 2,
         PLAN_NOEXEC = 1 << 3,
+        /* bind only: the source must not be a symlink (inputs, whose
+         * symlinks are made in the sandbox instead) */
+        PLAN_NOFOLLOW = 1 << 4,
 };
 
 struct plan_mount {

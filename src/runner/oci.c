@@ -142,7 +142,9 @@ static int write_seccomp(struct runner_build *b, struct kiln_error **err)
 
 static int oci_start(struct runner_build *b, int out_fd, int err_fd, struct kiln_error **err)
 {
-        int r = write_config(b, err);
+        int r = runner_bundle_symlink_inputs(b, err);
+        if (r >= 0)
+                r = write_config(b, err);
         if (r >= 0 && b->svc->cfg.keep_failed)
                 r = write_seccomp(b, err);
         if (r < 0)

@@ -155,6 +155,8 @@ json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *id
          * bind a FUSE mount inside a user namespace. */
         for (size_t i = 0; i < r->n_inputs; i++) {
                 const struct kiln_bytes *n = &r->inputs[i].name;
+                if (r->inputs[i].kind == KILN_NODE_SYMLINK)
+                        continue; /* made in the bundle (runner_bundle_symlink_inputs) */
                 char *dest = r->inputs_dir[0]
                                  ? kiln_asprintf("/%s/%.*s", r->inputs_dir, (int)n->len,
                                                  (const char *)n->data)

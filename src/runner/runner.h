@@ -305,6 +305,10 @@ int runner_scratch_fd(struct runner_build *b, const char *scratch_path);
 /* Creates <bundle root>/<id> with root/etc, dev/, the scratch space, the
  * additional files and the logs; the cgroup too. */
 int runner_bundle_make(struct runner_build *b, struct kiln_error **err);
+/* Makes the symlinks among the inputs in the bundle (below root/ or in a
+ * scratch directory), for backends that cannot make them in the sandbox: a
+ * bind mount of one would follow it on the host. */
+int runner_bundle_symlink_inputs(struct runner_build *b, struct kiln_error **err);
 /* Mounts the inputs' FUSE filesystem at <bundle>/inputs. */
 int runner_bundle_mount_inputs(struct runner_build *b, struct kiln_error **err);
 /* Writes `data` to a new file name below dirfd. */

@@ -207,7 +207,7 @@ output_refused() {
 # environment $REQ_ENV (PATH=/bin unless the case sets it).
 kiln_request() {
 	cat >"$1" <<JSON
-{"inputs": [$ATTACK_NODE, $BB_NODE], "commandArgs": $2,
+{"inputs": [$ATTACK_NODE, $BB_NODE${EXTRA_INPUTS:-}], "commandArgs": $2,
  "workingDir": "build", "scratchPaths": ["build", "out"], "inputsDir": "inputs",
  "outputs": $3, "environmentVars": $REQ_ENV,
  "constraints": {"system": "x86_64-linux", "availableRoPaths": $4}}
@@ -623,6 +623,24 @@ c_ro_paths_allowed() {
 	[ "$(cat "$T/hostonly/secret")" = "$SECRET" ] || bad "host file changed"
 }
 
+# A symlink among the inputs is made in the sandbox and resolves there: a
+# bind mount of it would follow it on the host and hand the build the
+# host's root (here through the link "hostroot" -> "/").
+c_input_symlink() {
+	ACASE="read"
+	EXTRA_INPUTS=", {\"symlink\": {\"name\": \"$(b64 hostroot)\", \"target\": \"$(b64 /)\"}}"
+	kiln_request "$D/req.json" "[\"/inputs/busybox\", \"sh\", \"-c\",
+		\"/inputs/attack -o /out/r read /inputs/hostroot$T/hostonly/secret; if [ -L /inputs/hostroot ]; then /inputs/busybox readlink /inputs/hostroot; else echo not a symlink; fi > /out/l\"]" \
+		'["out/l", "out/r"]' '[]'
+	EXTRA_INPUTS=""
+	kbuild "$D/req.json"
+	build_ok || return 1
+	VERDICT=$(kbuild_output 1)
+	want_blocked
+	l=$(kbuild_output 0)
+	[ "$l" = / ] || bad "the input hostroot -> / is not that symlink in the sandbox: '$l'"
+}
+
 # Two builds at once: the second looks for the first's marker file
 # everywhere it can list. The first ends when the test leaves NAME.done
 # beside its marker on the host (or after 10 s, if the marker is not found).
@@ -674,6 +692,7 @@ c_daemon_unix() {
 }
 
 CASES="read_shadow read_kiln_home read_store read_root host_marker write_input
+	input_symlink
 	setuid_chmod setgid_chmod setuid_fchmod setuid_fchmodat setuid_fchmodat2
 	setuid_open setgid_mkdir setuid_mknod suid_root output_setuid output_setgid
 	xattr_user xattr_capability xattr_trusted xattr_variants
