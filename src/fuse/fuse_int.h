@@ -66,6 +66,7 @@ struct kfuse_dirdata {
 struct kfuse_origin {
         struct kiln_digest root;
         bool loaded; /* under f->closure_lock */
+        struct kfuse_origin *next; /* dynamic roots' origins, under f->lock */
 };
 
 struct kfuse_page;
@@ -97,6 +98,10 @@ struct kiln_fuse {
         uint64_t next_ino;
         struct kiln_digest_map dir_map, file_map, exec_map, link_map;
         struct kfuse_inode root;
+        /* dynamic roots: BLAKE3 of the entry name -> inode, and the origins
+         * of directory roots (under f->lock) */
+        struct kiln_digest_map root_map;
+        struct kfuse_origin *dyn_origins;
 
         pthread_mutex_t fetch_lock;
         pthread_cond_t fetch_cond;
@@ -139,6 +144,8 @@ struct kfuse_inode *kfuse_inode_get(struct kiln_fuse *f, uint64_t ino);
 /* Sets up the root listing from the mount's root nodes. */
 int kfuse_roots_init(struct kiln_fuse *f, const struct kiln_node *roots, size_t n,
                      struct kiln_error **err);
+/* A dynamic root by name, or NULL. */
+struct kfuse_inode *kfuse_root_find(struct kiln_fuse *f, const char *name, size_t len);
 /* The listing of a directory (or the root), fetching it on first use.
  * -EIO after logging when the Directory is missing or broken. */
 int kfuse_dir_get(struct kiln_fuse *f, struct kfuse_inode *in, const struct kfuse_dirdata **ret);

@@ -59,6 +59,12 @@ void kfuse_table_done(struct kiln_fuse *f)
         kiln_digest_map_done(&f->file_map, NULL);
         kiln_digest_map_done(&f->exec_map, NULL);
         kiln_digest_map_done(&f->link_map, NULL);
+        kiln_digest_map_done(&f->root_map, NULL);
+        while (f->dyn_origins) {
+                struct kfuse_origin *o = f->dyn_origins;
+                f->dyn_origins = o->next;
+                free(o);
+        }
         kiln_digest_map_done(&f->closure_dirs, free_directory);
         free(f->origins);
         f->origins = NULL;
@@ -211,7 +217,8 @@ int kfuse_roots_init(struct kiln_fuse *f, const struct kiln_node *roots, size_t 
                      struct kiln_error **err)
 {
         _cleanup_free_ struct kiln_node *sorted = kiln_calloc(n ? n : 1, sizeof(*sorted));
-        memcpy(sorted, roots, n * sizeof(*sorted)); /* shallow: names stay the caller's */
+        if (n)
+                memcpy(sorted, roots, n * sizeof(*sorted)); /* shallow: names stay the caller's */
         for (size_t i = 0; i < n; i++) {
                 int r = kiln_node_validate(&sorted[i], KILN_NODE_NAMED, err);
                 if (r < 0)
@@ -239,6 +246,79 @@ int kfuse_roots_init(struct kiln_fuse *f, const struct kiln_node *roots, size_t 
                 return kiln_error_set(err, -r, "too many inodes");
         atomic_store(&f->root.dd, dd);
         return 0;
+}
+
+int kiln_fuse_root_add(struct kiln_fuse *f, const struct kiln_node *node, char **ret_name,
+                       struct kiln_error **err)
+{
+        if (!f->opts.dynamic_roots)
+                return kiln_error_set(err, EINVAL, "the mount has fixed roots");
+        int r = kiln_node_validate(node, node->name.len ? KILN_NODE_NAMED : KILN_NODE_ANONYMOUS,
+                                   err);
+        if (r < 0)
+                return r;
+        const char *hex = KILN_DIGEST_HEX(&node->digest);
+        char *name;
+        if (node->kind == KILN_NODE_DIRECTORY)
+                name = kiln_asprintf("d-%s", hex);
+        else if (node->kind == KILN_NODE_FILE)
+                name = kiln_asprintf("%c-%s-%llu", node->executable ? 'x' : 'f', hex,
+                                     (unsigned long long)node->size);
+        else
+                return kiln_error_set(err, EINVAL, "a symlink cannot be a root of this mount");
+        struct kiln_digest key;
+        kiln_digest_of(name, strlen(name), &key);
+        pthread_mutex_lock(&f->lock);
+        struct kfuse_inode *in = kiln_digest_map_get(&f->root_map, &key);
+        if (!in && node->kind == KILN_NODE_DIRECTORY) {
+                /* Directories are what their digest says, whoever names
+                 * them: shared with every other sighting. Each starts a
+                 * closure of its own (see fetch()) unless known already. */
+                struct kfuse_origin *o = kiln_calloc(1, sizeof(*o));
+                o->root = node->digest;
+                r = node_inode(f, node, o, &in);
+                if (r == 0 && in->origin == o) {
+                        o->next = f->dyn_origins;
+                        f->dyn_origins = o;
+                } else {
+                        free(o);
+                }
+        } else if (!in) {
+                in = kiln_calloc(1, sizeof(*in));
+                in->kind = KFUSE_FILE;
+                in->digest = node->digest;
+                in->size = node->size;
+                in->executable = node->executable;
+                r = publish(f, in);
+                if (r < 0) {
+                        inode_free(in);
+                        in = NULL;
+                }
+        }
+        if (r == 0)
+                kiln_digest_map_put(&f->root_map, &key, in);
+        pthread_mutex_unlock(&f->lock);
+        if (r < 0) {
+                free(name);
+                return kiln_error_set(err, -r, "too many inodes");
+        }
+        *ret_name = name;
+        return 0;
+}
+
+struct kfuse_inode *kfuse_root_find(struct kiln_fuse *f, const char *name, size_t len)
+{
+        struct kiln_digest key;
+        kiln_digest_of(name, len, &key);
+        pthread_mutex_lock(&f->lock);
+        struct kfuse_inode *in = kiln_digest_map_get(&f->root_map, &key);
+        pthread_mutex_unlock(&f->lock);
+        return in;
+}
+
+uint64_t kiln_fuse_inode_count(struct kiln_fuse *f)
+{
+        return kfuse_inode_count(f);
 }
 
 const struct kfuse_dirent *kfuse_dir_find(const struct kfuse_dirdata *dd, const char *name,

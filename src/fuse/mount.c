@@ -296,7 +296,14 @@ int kiln_fuse_mount(struct kiln_blob_service *blobs, struct kiln_directory_servi
         pthread_cond_init(&f->init_cond, NULL);
         kfuse_table_init(f);
 
-        int r = kfuse_roots_init(f, roots, n_roots, err);
+        int r;
+        if (f->opts.dynamic_roots && n_roots) {
+                r = kiln_error_set(err, EINVAL, "a mount with dynamic roots starts with none");
+                goto fail;
+        }
+        if (f->opts.dynamic_roots)
+                f->opts.list_root = false;
+        r = kfuse_roots_init(f, roots, n_roots, err);
         if (r < 0)
                 goto fail;
         r = check_mountpoint(f, mountpoint, err);

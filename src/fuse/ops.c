@@ -129,6 +129,21 @@ static void kfuse_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
                 return;
         }
         struct fuse_entry_param e;
+        if (dir->kind == KFUSE_ROOT && f->opts.dynamic_roots) {
+                /* Names appear as roots are added: no negative entry. */
+                struct kfuse_inode *in = kfuse_root_find(f, name, len);
+                if (!in) {
+                        fuse_reply_err(req, ENOENT);
+                        return;
+                }
+                fill_entry(&e, in->ino);
+                if (inode_attr(f, in, &e.attr) < 0) {
+                        fuse_reply_err(req, EIO);
+                        return;
+                }
+                fuse_reply_entry(req, &e);
+                return;
+        }
         const struct kfuse_dirent *ent = kfuse_dir_find(dd, name, len);
         if (!ent) {
                 /* A negative entry that never expires: the name never appears. */

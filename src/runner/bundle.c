@@ -3,10 +3,10 @@
  *   dev/        fresh device nodes and the mount points of pts and shm
  *   scratch/    a tmpfs (or a bind mount), nosuid and nodev: one directory
  *               per scratch path, and tmp/, the build's /tmp
- *   inputs/     the FUSE mount of the inputs
  *   stdout.log, stderr.log   the build's output, capped
  * owned by the build's container root, mode 0700 (upstream's layout with kiln's
- * changes). Both backends build their sandbox from it. */
+ * changes). Both backends build their sandbox from it, and from the inputs
+ * in the service's inputs view (view.c). */
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/mount.h>
@@ -15,7 +15,6 @@
 #include <sys/sysmacros.h>
 
 #include <kiln/util/base64.h>
-#include <kiln/fuse/fuse.h>
 
 #include "runner.h"
 
@@ -335,8 +334,6 @@ int runner_bundle_make(struct runner_build *b, struct kiln_error **err)
         if ((r = write_etc(b, err)) < 0 || (r = make_dev(b, err)) < 0 ||
             (r = make_scratch(b, err)) < 0 || (r = write_additional_files(b, err)) < 0)
                 return r;
-        if (mkdirat(b->dir_fd, "inputs", 0755) < 0)
-                return kiln_error_errno(err, errno, "create inputs");
         b->out_log = openat(b->dir_fd, "stdout.log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                             0600);
         b->err_log = openat(b->dir_fd, "stderr.log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
@@ -348,15 +345,30 @@ int runner_bundle_make(struct runner_build *b, struct kiln_error **err)
 
 int runner_bundle_mount_inputs(struct runner_build *b, struct kiln_error **err)
 {
-        if (b->req->n_inputs == 0)
+        const struct kiln_build_request *r = b->req;
+        if (r->n_inputs == 0)
                 return 0;
-        struct kiln_fuse_options o = {
-                .threads = 4,
-                .allow_other = true, /* bind-mounted into a user namespace (docs/ARCHITECTURE.md) */
-                .list_root = true,
-                .show_xattr = false,
-        };
-        _cleanup_free_ char *where = kiln_asprintf("%s/inputs", b->dir);
-        return kiln_fuse_mount(b->svc->blobs, b->svc->dirs, b->req->inputs, b->req->n_inputs,
-                               where, &o, &b->fuse, err);
+        int rc = runner_view_acquire(b->svc, &b->view, err);
+        if (rc < 0)
+                return rc;
+        b->input_src = kiln_calloc(r->n_inputs, sizeof(*b->input_src));
+        for (size_t i = 0; i < r->n_inputs; i++) {
+                if (r->inputs[i].kind == KILN_NODE_SYMLINK)
+                        continue; /* made in the sandbox, never bound */
+                rc = runner_view_source(b->view, &r->inputs[i], &b->input_src[i], err);
+                if (rc < 0)
+                        return kiln_error_prefix(err, rc, "input %.*s", (int)r->inputs[i].name.len,
+                                                 (const char *)r->inputs[i].name.data);
+        }
+        return 0;
+}
+
+void runner_bundle_release_inputs(struct runner_build *b)
+{
+        for (size_t i = 0; b->input_src && i < b->req->n_inputs; i++)
+                free(b->input_src[i]);
+        free(b->input_src);
+        b->input_src = NULL;
+        runner_view_release(b->svc, b->view);
+        b->view = NULL;
 }

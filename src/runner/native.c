@@ -187,9 +187,8 @@ static void plan_mounts(struct runner_build *b, struct kiln_buf *p)
                         rec_strings(p, PLAN_SYMLINK, (const char *const[]){target, dest}, 2);
                         continue;
                 }
-                _cleanup_free_ char *src = kiln_asprintf("%s/inputs/%.*s", b->dir, (int)n->len,
-                                                         (const char *)n->data);
-                rec_bind(p, PLAN_RDONLY | PLAN_NOSUID | PLAN_NODEV | PLAN_NOFOLLOW, src, dest);
+                rec_bind(p, PLAN_RDONLY | PLAN_NOSUID | PLAN_NODEV | PLAN_NOFOLLOW,
+                         b->input_src[i], dest);
         }
         for (size_t i = 0; c->present && i < c->ro_paths.n; i++)
                 rec_bind(p, PLAN_RDONLY | PLAN_NOSUID, c->ro_paths.v[i], c->ro_paths.v[i]);

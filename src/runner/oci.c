@@ -115,7 +115,7 @@ static void oci_done(struct runner_service *s)
 
 static int write_config(struct runner_build *b, struct kiln_error **err)
 {
-        json_t *spec = runner_spec(&b->svc->cfg, &b->ids, &b->cgroup, b->req);
+        json_t *spec = runner_spec(&b->svc->cfg, &b->ids, &b->cgroup, b->req, b->input_src);
         char *text = json_dumps(spec, JSON_INDENT(2));
         json_decref(spec);
         if (!text)

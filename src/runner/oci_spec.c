@@ -119,7 +119,8 @@ static json_t *process(const struct runner_config *cfg, const struct runner_cgro
 }
 
 json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
-                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r)
+                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r,
+                    char *const *input_src)
 {
         const struct kiln_build_constraints *c = &r->constraints;
         bool network = c->present && c->network_access;
@@ -161,10 +162,8 @@ json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *id
                                  ? kiln_asprintf("/%s/%.*s", r->inputs_dir, (int)n->len,
                                                  (const char *)n->data)
                                  : kiln_asprintf("/%.*s", (int)n->len, (const char *)n->data);
-                char *src = kiln_asprintf("inputs/%.*s", (int)n->len, (const char *)n->data);
-                MOUNT(mounts, dest, "none", src, "rbind", "ro", "nosuid", "nodev");
+                MOUNT(mounts, dest, "none", input_src[i], "rbind", "ro", "nosuid", "nodev");
                 free(dest);
-                free(src);
         }
         for (size_t i = 0; c->present && i < c->ro_paths.n; i++)
                 MOUNT(mounts, c->ro_paths.v[i], "none", c->ro_paths.v[i], "rbind", "ro");

@@ -1,8 +1,8 @@
 /* What a build service killed with its builds running left on the host,
  * removed when the next one starts on the same bundle root: the OCI
  * runtime's containers (runc and crun do not die with their parent), the
- * bundles with their scratch tmpfs and their FUSE mounts (whose server died
- * with the daemon), and the builds' cgroups.
+ * bundles with their scratch tmpfs, the inputs views (FUSE mounts whose
+ * server died with the daemon; view.c) and the builds' cgroups.
  *
  * Other processes may build in the same bundle root (several `kiln run`, a
  * daemon beside them): their builds hold slot locks. Recovery first takes
@@ -141,6 +141,7 @@ void runner_mark_kept(const char *bundle)
 
 void runner_recover(struct runner_service *s)
 {
+        runner_views_recover(s->cfg.bundle_root); /* each has a lock of its own */
         int *locks = NULL;
         size_t n_locks = 0;
         if (!lock_all_slots(s, &locks, &n_locks))

@@ -77,9 +77,11 @@ void runner_slot_ids(const struct runner_config *cfg, unsigned slot, struct runn
 
 /* --- oci_spec.c --- */
 
-/* The runtime spec (config.json) for a request (docs/SANDBOX.md). */
+/* The runtime spec (config.json) for a request (docs/SANDBOX.md), with
+ * input i bound from input_src[i] (unused for symlinks). */
 json_t *runner_spec(const struct runner_config *cfg, const struct runner_ids *ids,
-                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r);
+                    const struct runner_cgroup *cgroup, const struct kiln_build_request *r,
+                    char *const *input_src);
 /* Paths of /proc a build may not read, and those it may only read. */
 extern const char *const runner_masked_paths[];
 extern const size_t runner_n_masked_paths;
@@ -262,6 +264,9 @@ struct runner_service {
         size_t n_trash;
         char *trash_dir;
         char *notice;
+        /* the inputs view builds bind their inputs from (view.c) */
+        pthread_mutex_t view_lock;
+        struct runner_view *view;
 };
 
 /* One build, from its slot to its cleanup. */
@@ -275,7 +280,8 @@ struct runner_build {
         char *dir; /* <bundle root>/<id> */
         int dir_fd;
         bool scratch_mounted;
-        struct kiln_fuse *fuse;
+        struct runner_view *view; /* while the sandbox runs */
+        char **input_src;         /* per input: its path in the view (NULL: a symlink) */
         pid_t pid; /* what start() started, 0 once reaped */
         int pidfd;
         bool started;
@@ -309,8 +315,11 @@ int runner_bundle_make(struct runner_build *b, struct kiln_error **err);
  * scratch directory), for backends that cannot make them in the sandbox: a
  * bind mount of one would follow it on the host. */
 int runner_bundle_symlink_inputs(struct runner_build *b, struct kiln_error **err);
-/* Mounts the inputs' FUSE filesystem at <bundle>/inputs. */
+/* Takes the service's inputs view and finds each input in it
+ * (b->input_src). */
 int runner_bundle_mount_inputs(struct runner_build *b, struct kiln_error **err);
+/* Lets the view go and frees b->input_src. */
+void runner_bundle_release_inputs(struct runner_build *b);
 /* Writes `data` to a new file name below dirfd. */
 int runner_write_file_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                          struct kiln_error **err);
@@ -319,6 +328,26 @@ int runner_write_file_at(int dirfd, const char *name, const void *data, size_t l
 
 /* Ingests every output of the build with reference scanning. */
 int runner_ingest_outputs(struct runner_build *b, struct kiln_build *ret, struct kiln_error **err);
+
+/* --- view.c --- */
+
+struct runner_view;
+/* The service's current view (mounted on first use), with a reference. */
+int runner_view_acquire(struct runner_service *s, struct runner_view **ret,
+                        struct kiln_error **err);
+void runner_view_release(struct runner_service *s, struct runner_view *v);
+/* Drops the service's own reference (at service free). */
+void runner_view_done(struct runner_service *s);
+/* The host path at which a directory or file node is in the view. */
+int runner_view_source(struct runner_view *v, const struct kiln_node *n, char **ret,
+                       struct kiln_error **err);
+/* Removes the views of killed services from the bundle root. */
+void runner_views_recover(const char *bundle_root);
+
+/* --- service.c --- */
+
+/* A random UUID (version 4) as text. */
+void runner_make_uuid(char out[37]);
 
 /* --- recover.c --- */
 

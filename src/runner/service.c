@@ -249,7 +249,7 @@ static void progress(struct runner_build *b, const char *phase)
                 b->call->progress(b->call->userdata, phase);
 }
 
-static void make_uuid(char out[37])
+void runner_make_uuid(char out[37])
 {
         uint8_t u[16];
         if (getrandom(u, sizeof(u), 0) != (ssize_t)sizeof(u))
@@ -428,8 +428,7 @@ static void build_cleanup(struct runner_build *b, bool failed)
 {
         const struct runner_config *cfg = &b->svc->cfg;
         release_sandbox(b);
-        kiln_fuse_free(b->fuse);
-        b->fuse = NULL;
+        runner_bundle_release_inputs(b);
         if (b->out_log >= 0)
                 close(b->out_log);
         if (b->err_log >= 0)
@@ -490,7 +489,7 @@ static int runner_build(struct kiln_build_service *base, const struct kiln_build
                 .watch = {.pidfd = -1, .out_fd = -1, .err_fd = -1, .cancel_fd = -1},
         };
         runner_slot_ids(&s->cfg, slot, &b.ids);
-        make_uuid(b.id);
+        runner_make_uuid(b.id);
         struct kiln_build result = {0};
         progress(&b, "bundle");
         r = runner_bundle_make(&b, err);
@@ -510,8 +509,7 @@ static int runner_build(struct kiln_build_service *base, const struct kiln_build
                 goto out;
         /* The sandbox is gone: release its state and the inputs now. */
         release_sandbox(&b);
-        kiln_fuse_free(b.fuse);
-        b.fuse = NULL;
+        runner_bundle_release_inputs(&b);
         progress(&b, "ingest");
         r = runner_ingest_outputs(&b, &result, err);
         if (r < 0)
@@ -532,6 +530,8 @@ static void runner_free(struct kiln_build_service *base)
         struct runner_service *s = (struct runner_service *)base;
         if (s->backend && s->backend->done)
                 s->backend->done(s);
+        runner_view_done(s);
+        pthread_mutex_destroy(&s->view_lock);
         if (s->cleaner_running) {
                 pthread_mutex_lock(&s->lock);
                 s->cleaner_stop = true;
@@ -759,6 +759,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
         s->blobs = blobs;
         s->dirs = dirs;
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->view_lock, NULL);
         pthread_cond_init(&s->cond, NULL);
         pthread_cond_init(&s->trash_cond, NULL);
         host_systems(s);

@@ -129,9 +129,11 @@ expect_fail "invalid action cache URL 'memory://?max-entries=0': max-entries mus
 start_daemon -l "$T/ac.sock" --build-service-addr dummy:// --action-cache memory:// --serve-action-cache
 wire() { timeout 120 $PY "$KILN_SOURCE_ROOT/tests/integration/action_cache_wire.py" "$1" "$KILN_SOURCE_ROOT/proto" "$T/py" ${2:-}; }
 [ "$(wire "unix:$T/ac.sock")" = 0 ] || fail "a new shared action cache is not empty"
+builders=""
 for n in 1 2; do
 	start_daemon -l "$T/b$n.sock" --build-service-addr "sandbox://$T/bundles$n?concurrency=2&cgroup=$cg-$n" \
 		--action-cache "grpc+unix://$T/ac.sock"
+	builders="$builders $DAEMON_PID"
 done
 request "$T/rs.json" "echo shared; $UPTIME"
 kiln build --build-service-addr "grpc+unix://$T/b1.sock" "$T/rs.json" >"$T/s1.json"
@@ -160,6 +162,8 @@ out2=$(kiln run --input busybox=$bb --output out -- /inputs/busybox sh -c 'cut -
 out3=$(kiln run --no-cache --input busybox=$bb --output out -- /inputs/busybox sh -c 'cut -d" " -f1 /proc/uptime > /out/t')
 [ "$out1" != "$out3" ] || fail "kiln run --no-cache: answered from the cache"
 
+# a stopped builder leaves nothing mounted (its inputs view goes with it)
+for p in $builders; do stop_daemon "$p" || fail "builder exit status $?"; done
 rmdir /sys/fs/cgroup/*/$cg /sys/fs/cgroup/*/$cg-1 /sys/fs/cgroup/*/$cg-2 2>/dev/null || true
 grep -q "$T" /proc/mounts && fail "mounts left: $(grep "$T" /proc/mounts)"
 echo ok

@@ -741,6 +741,91 @@ static void test_store_read_once(void **state)
         cb_free(&cb->base);
 }
 
+/* A mount whose roots are added while it serves (the build service's
+ * inputs view): each root appears under a name of its node, at once (no
+ * negative entry survives), files keep the size their caller claimed
+ * without sharing an inode with anyone else's claim, and the root stays
+ * unlistable. */
+static void test_dynamic_roots(void **state)
+{
+        (void)state;
+        struct kiln_error *err = NULL;
+        struct kiln_fuse_options o = {.threads = 2, .dynamic_roots = true, .log = capture_log};
+        struct kiln_fuse *f = NULL;
+        assert_int_equal(kiln_fuse_mount(blobs, dirs, &tree, 1, mnt, &o, &f, &err), -EINVAL);
+        kiln_error_free(err);
+        err = NULL;
+        assert_ok(kiln_fuse_mount(blobs, dirs, NULL, 0, mnt, &o, &f, &err), err);
+        assert_int_equal(list_errno(mnt), EPERM);
+
+        struct kiln_node dir = {0};
+        kiln_node_copy(&dir, &tree);
+        kiln_node_set_name(&dir, "", 0);
+        char dname[80], *name = NULL;
+        snprintf(dname, sizeof(dname), "d-%s", KILN_DIGEST_HEX(&dir.digest));
+        struct stat st;
+        assert_int_equal(stat(at(dname), &st), -1);
+        assert_int_equal(errno, ENOENT);
+        uint64_t before = kiln_fuse_inode_count(f);
+        assert_ok(kiln_fuse_root_add(f, &dir, &name, &err), err);
+        assert_string_equal(name, dname);
+        free(name);
+        assert_int_equal(stat(at(dname), &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        uint8_t buf[16];
+        char rel[128];
+        snprintf(rel, sizeof(rel), "%s/a/hello", dname);
+        assert_int_equal(read_all(at(rel), buf, sizeof(buf)), 6);
+        assert_memory_equal(buf, "hello\n", 6);
+        assert_ok(kiln_fuse_root_add(f, &dir, &name, &err), err);
+        assert_string_equal(name, dname);
+        free(name);
+        assert_true(kiln_fuse_inode_count(f) > before);
+
+        /* a file, and a wrong size claimed for the same blob */
+        char p[512];
+        snprintf(p, sizeof(p), "%s/src/a/hello", base);
+        struct kiln_import_options io = {.blobs = blobs, .dirs = dirs};
+        struct kiln_node file;
+        assert_ok(kiln_import_path(&io, AT_FDCWD, p, &file, &err), err);
+        kiln_node_set_name(&file, "hello", 5);
+        assert_ok(kiln_fuse_root_add(f, &file, &name, &err), err);
+        char want[100];
+        snprintf(want, sizeof(want), "f-%s-6", KILN_DIGEST_HEX(&file.digest));
+        assert_string_equal(name, want);
+        assert_int_equal(stat(at(name), &st), 0);
+        assert_int_equal(st.st_mode, S_IFREG | 0444);
+        assert_int_equal(read_all(at(name), buf, sizeof(buf)), 6);
+        free(name);
+        file.size = 5;
+        assert_ok(kiln_fuse_root_add(f, &file, &name, &err), err);
+        snprintf(want, sizeof(want), "f-%s-5", KILN_DIGEST_HEX(&file.digest));
+        assert_string_equal(name, want);
+        free(name);
+        snprintf(want, sizeof(want), "f-%s-6", KILN_DIGEST_HEX(&file.digest));
+        assert_int_equal(read_all(at(want), buf, sizeof(buf)), 6);
+        assert_int_equal(read_all(at(rel), buf, sizeof(buf)), 6);
+
+        struct kiln_node link = {.kind = KILN_NODE_SYMLINK};
+        kiln_node_set_name(&link, "l", 1);
+        link.target.data = (uint8_t *)kiln_strdup("/");
+        link.target.len = 1;
+        assert_int_equal(kiln_fuse_root_add(f, &link, &name, &err), -EINVAL);
+        kiln_error_free(err);
+        err = NULL;
+        assert_int_equal(list_errno(mnt), EPERM);
+        unmount(f);
+
+        /* a mount with fixed roots takes no more */
+        f = mount_roots(dirs, &tree, 1, false);
+        assert_int_equal(kiln_fuse_root_add(f, &dir, &name, &err), -EINVAL);
+        kiln_error_free(err);
+        unmount(f);
+        kiln_node_done(&link);
+        kiln_node_done(&file);
+        kiln_node_done(&dir);
+}
+
 static void *stopper(void *arg)
 {
         struct timespec ts = {0, 50 * 1000000L};
@@ -856,6 +941,7 @@ int main(void)
             cmocka_unit_test_setup(test_stop_busy, test_setup),
             cmocka_unit_test_setup(test_external_unmount, test_setup),
             cmocka_unit_test_setup(test_dead_mount, test_setup),
+            cmocka_unit_test_setup(test_dynamic_roots, test_setup),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

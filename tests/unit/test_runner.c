@@ -140,7 +140,8 @@ static void test_spec(void **state)
         struct kiln_build_request r;
         assert_ok(kiln_build_request_from_json(j, &r, &err), err);
         json_decref(j);
-        json_t *spec = runner_spec(&cfg, &ids, &cg, &r);
+        char *src[] = {"/view/d-bar"};
+        json_t *spec = runner_spec(&cfg, &ids, &cg, &r, src);
 
         json_t *p = json_object_get(spec, "process");
         assert_true(json_is_false(json_object_get(p, "terminal")));
@@ -187,7 +188,7 @@ static void test_spec(void **state)
                             "scratch/SN566XP5HOO2D322W42EA3DZYPDYBMPRUF3TGFIMLXV54WM4CSNQ====");
         m = find_mount(spec, "/nix/store/bar");
         assert_non_null(m);
-        assert_string_equal(json_string_value(json_object_get(m, "source")), "inputs/bar");
+        assert_string_equal(json_string_value(json_object_get(m, "source")), "/view/d-bar");
         char *opts = kiln_json_dumps(json_object_get(m, "options"));
         assert_string_equal(opts, "[\"rbind\",\"ro\",\"nosuid\",\"nodev\"]");
         free(opts);
@@ -206,7 +207,7 @@ static void test_spec(void **state)
 
         /* with network access: no network namespace, host resolv.conf/hosts */
         r.constraints.network_access = true;
-        spec = runner_spec(&cfg, &ids, &cg, &r);
+        spec = runner_spec(&cfg, &ids, &cg, &r, src);
         ns = json_object_get(json_object_get(spec, "linux"), "namespaces");
         json_array_foreach(ns, i, n)
             assert_string_not_equal(json_string_value(json_object_get(n, "type")), "network");

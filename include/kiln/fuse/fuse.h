@@ -32,6 +32,9 @@ struct kiln_fuse_options {
          * ("b3:<base64>", no NUL); when off, getxattr/listxattr fail with
          * EOPNOTSUPP. */
         bool show_xattr;
+        /* Roots are added while mounted (kiln_fuse_root_add) rather than
+         * given to kiln_fuse_mount; the root cannot be listed. */
+        bool dynamic_roots;
         /* Kernel readahead for the mount in KiB; 0 = the default (4096). */
         unsigned readahead_kb;
         /* Where the filesystem's log lines go (one line per call, no newline);
@@ -69,6 +72,20 @@ KILN_PUBLIC void kiln_fuse_stop(struct kiln_fuse *f);
  * NULL is fine. */
 KILN_PUBLIC void kiln_fuse_free(struct kiln_fuse *f);
 DEFINE_CLEANUP_FUNC(struct kiln_fuse, kiln_fuse_free)
+
+/* For a mount with dynamic_roots: makes a directory or file node (its name
+ * is ignored) reachable at the mount root and sets *ret_name (to be freed)
+ * to the entry's name there: "d-<hex digest>" for a directory, "f-" or "x-"
+ * (executable) "<hex digest>-<size>" for a file. The same node always gets
+ * the same name and inode; a file root is never shared with the files found
+ * in directories (whose sizes their Directory vouches for), so a wrong size
+ * claimed by one caller reaches only its own name. A name stays for the
+ * life of the mount. -EINVAL for symlinks and invalid nodes, -ENOSPC when
+ * the inode table is full. Thread-safe. */
+KILN_PUBLIC int kiln_fuse_root_add(struct kiln_fuse *f, const struct kiln_node *node,
+                                   char **ret_name, struct kiln_error **err);
+/* The number of inodes the mount holds (they live as long as it does). */
+KILN_PUBLIC uint64_t kiln_fuse_inode_count(struct kiln_fuse *f);
 
 /* The mount point, made absolute against the cwd at mount time. */
 KILN_PUBLIC const char *kiln_fuse_mountpoint(const struct kiln_fuse *f);
