@@ -32,13 +32,13 @@ static int sink_write(void *ctx, const void *p, size_t n, struct kiln_error **er
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        static struct kiln_blob_service *blobs;
-        static struct kiln_directory_service *dirs;
+        /* Stores of its own per input: an input's outcome never depends on
+         * what earlier ones stored, and memory stays that of one input. */
+        struct kiln_blob_service *blobs;
+        struct kiln_directory_service *dirs;
         struct kiln_error *err = NULL;
-        if (!blobs) {
-                FUZZ_CHECK(kiln_blob_service_open("memory://", &blobs, &err) == 0);
-                FUZZ_CHECK(kiln_directory_service_open("memory://", &dirs, &err) == 0);
-        }
+        FUZZ_CHECK(kiln_blob_service_open("memory://", &blobs, &err) == 0);
+        FUZZ_CHECK(kiln_directory_service_open("memory://", &dirs, &err) == 0);
         struct mem_src s = {data, size, 0};
         struct kiln_nix_nar_source src = {src_read, &s};
         struct kiln_node root = {0};
@@ -46,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r = kiln_nix_nar_import(blobs, dirs, &src, &root, &info, &err);
         if (r < 0) {
                 fuzz_rejected(r, &err);
+                kiln_directory_service_free(dirs);
+                kiln_blob_service_free(blobs);
                 return 0;
         }
         FUZZ_CHECK(info.size == size);
@@ -57,5 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    !memcmp(&back_info.hash, &info.hash, sizeof(info.hash)));
         kiln_buf_done(&back);
         kiln_node_done(&root);
+        kiln_directory_service_free(dirs);
+        kiln_blob_service_free(blobs);
         return 0;
 }

@@ -71,15 +71,18 @@ static void rm_store(const char *dir)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct kiln_error *err = NULL;
-        if (!blobs) {
-                FUZZ_CHECK(kiln_blob_service_open("memory://", &blobs, &err) == 0);
-                FUZZ_CHECK(kiln_directory_service_open("memory://", &dirs, &err) == 0);
-                FUZZ_CHECK(kiln_build_service_open("dummy://", blobs, dirs, &builds, &err) == 0);
+        if (null_fd < 0) {
                 null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
                 FUZZ_CHECK(null_fd >= 0);
         }
         if (size > 1024 * 1024)
                 return 0;
+        /* A castore of its own per input, as the PathInfo store: a session's
+         * outcome never depends on earlier inputs, and memory stays that of
+         * one session. */
+        FUZZ_CHECK(kiln_blob_service_open("memory://", &blobs, &err) == 0);
+        FUZZ_CHECK(kiln_directory_service_open("memory://", &dirs, &err) == 0);
+        FUZZ_CHECK(kiln_build_service_open("dummy://", blobs, dirs, &builds, &err) == 0);
         /* The whole input in a pipe whose writer is closed: the session
          * reads it and then sees the client's end of input. */
         int in[2];
@@ -116,5 +119,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(kiln_nix_pathinfo_list(pi, check_record, &c, &err) == 0);
         kiln_nix_pathinfo_store_close(pi);
         rm_store(dir);
+        kiln_build_service_free(builds);
+        kiln_directory_service_free(dirs);
+        kiln_blob_service_free(blobs);
         return 0;
 }
