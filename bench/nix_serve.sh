@@ -9,7 +9,10 @@
 #         (stores and build service open, warm),
 #   cold: the same without the listener (each session a new kiln-core), or
 #   nix:  `nix-store --serve --write` on a chroot store of its own
-#         (sandboxed builds), so client and builder share no store.
+#         (sandboxed builds), so client and builder share no store;
+# then the last chain once more to kiln, which now holds every output and
+# answers each build at once: what is left is the client's own work (the
+# floor no builder can go below).
 # Second, the builders' side alone (bench/nix_serve_sessions.py): N
 # one-derivation sessions as the build hook speaks them, straight to each
 # remote program (no ssh, no client Nix), sides interleaved per session:
@@ -104,6 +107,7 @@ run() {
 }
 
 mkdir "$T/kiln-home"
+: >"$T/listen.out"
 "$KILN_BIN" nix serve --listen --home "$T/kiln-home" >"$T/listen.out" 2>"$T/listen.err" &
 cleanup_hooks="kill $! 2>/dev/null || true; $cleanup_hooks"
 until grep -q "^listening on" "$T/listen.out"; do sleep 0.1; done
@@ -130,6 +134,9 @@ for i in $(seq "$runs"); do
 	rm -rf "$T/kiln-client-$i" "$T/cold-client-$i" "$T/nix-client-$i"
 done
 if [ "$runs" -gt 0 ]; then
+# The client's own floor: the last chain again, to a builder that already
+# holds every output (it answers each build at once), from a new client store.
+floor=$(run kiln again "$salt")
 km=$(echo $kiln_t | tr ' ' '\n' | median)
 cm=$(echo $cold_t | tr ' ' '\n' | median)
 nm=$(echo $nix_t | tr ' ' '\n' | median)
@@ -142,6 +149,7 @@ echo "chain of $n derivations offloaded over ssh, median of $runs runs:"
 echo "  kiln nix serve (--listen)    ${km}s ($(each "$km") ms each): $(echo "scale=2; $km / $nm" | bc)x nix (median of run ratios ${krm}x)"
 echo "  kiln nix serve (no listener) ${cm}s ($(each "$cm") ms each): $(echo "scale=2; $cm / $nm" | bc)x nix (median of run ratios ${crm}x)"
 echo "  nix-store --serve            ${nm}s ($(each "$nm") ms each)"
+echo "  the client's floor (kiln already holds every output) ${floor}s ($(each "$floor") ms each): $(echo "scale=2; $floor / $nm" | bc)x nix"
 fi
 
 # --- 2. the builders' side alone
