@@ -112,6 +112,15 @@ static void sink_emit(void *ud, const struct kiln_build_event *ev)
 
 enum reply { REPLY_TVIX, REPLY_SNIX, REPLY_EVENTS };
 
+/* Whether the client sent kiln-no-cache: 1 (kiln_build_call.no_cache). */
+static bool wants_no_cache(const struct srv_call *c)
+{
+        for (size_t i = 0; i < c->md.count; i++)
+                if (!grpc_slice_str_cmp(c->md.metadata[i].key, KILN_BUILD_NO_CACHE_HEADER))
+                        return !grpc_slice_str_cmp(c->md.metadata[i].value, "1");
+        return false;
+}
+
 static void do_build(struct srv_call *c, enum reply reply)
 {
         _cleanup_(kiln_error_freep) struct kiln_error *err = NULL;
@@ -129,7 +138,8 @@ static void do_build(struct srv_call *c, enum reply reply)
         pthread_t watcher;
         bool watching = !c->close_done && pthread_create(&watcher, NULL, watch_close, &w) == 0;
         struct phase_log pl = {.req = &req, .m = srv_metrics(c), .arrived = now_s()};
-        struct kiln_build_call call = {.cancel = cancel, .progress = log_phase, .userdata = &pl};
+        struct kiln_build_call call = {
+                .cancel = cancel, .progress = log_phase, .userdata = &pl, .no_cache = wants_no_cache(c)};
         struct event_sink sink = {.call = c, .pl = &pl};
         struct kiln_build_events events = {.phase = sink_phase};
         if (reply == REPLY_EVENTS)

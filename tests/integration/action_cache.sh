@@ -42,6 +42,12 @@ kiln build $D "$T/r1.json" >"$T/b2.json"
 [ "$(hits)" = 1 ] || { cat "$DAEMON_ERR" >&2; fail "the second identical build was not a cache hit"; }
 cmp -s "$T/b1.json" "$T/b2.json" || fail "the cached Build differs: $(cat "$T/b1.json" "$T/b2.json")"
 grep "cache hit" "$DAEMON_ERR" | grep -q "DoBuild b3:" || fail "the log line names no request"
+# --no-cache reaches the daemon (kiln-no-cache: 1): it builds, and keeps nothing
+kiln build --no-cache $D "$T/r1.json" >"$T/b3.json"
+[ "$(hits)" = 1 ] || fail "kiln build --no-cache was answered from the daemon's cache"
+cmp -s "$T/b1.json" "$T/b3.json" && fail "kiln build --no-cache: the daemon did not build again"
+kiln build $D "$T/r1.json" >"$T/b4.json"
+cmp -s "$T/b1.json" "$T/b4.json" || fail "a --no-cache build replaced the cached Build"
 
 # Ten identical DoBuilds at once: one build, ten equal answers.
 request "$T/r10.json" "/nix/store/busybox sleep 1; $UPTIME"

@@ -252,6 +252,46 @@ for what in timeout silent; do
         KILN_HOME=$khome kiln nix path-info "$o" >/dev/null 2>&1 && fail "kiln recorded $o ($what)"
 done
 
+# --repeat (sent with BuildDerivation): kiln builds again and compares. An
+# output that differs every time fails with Nix's words under Nix's default
+# enforce-determinism and is not recorded; with it off, a warning; a
+# deterministic build passes its repeats.
+cat >"$T/repeat.nix" <<NIX
+{ salt, random }: derivation {
+  name = "repeat"; system = builtins.currentSystem; builder = "\${builtins.path { path = $T/bb; name = "bb"; }}/busybox";
+  args = [ "sh" "-c" ("echo \$salt > \$out" + (if random then "; cat /proc/sys/kernel/random/uuid >> \$out" else "")) ];
+  inherit salt;
+}
+NIX
+repeat_build() { # SALT RANDOM ARGS...
+	rs=$1 rr=$2
+	shift 2
+	nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
+		--builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
+		--argstr salt "$salt-$rs" --arg random "$rr" "$@" "$T/repeat.nix"
+}
+repeat_out() {
+	d=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt-$1" --arg random "$2" \
+		"$T/repeat.nix" 2>/dev/null)
+	nix-store --store "$local" -q --outputs "$d"
+}
+expect_fail "may not be deterministic: output '$(repeat_out nondet true)' differs" \
+	repeat_build nondet true --repeat 1
+KILN_HOME=$khome kiln nix path-info "$(repeat_out nondet true)" >/dev/null 2>&1 &&
+	fail "kiln recorded the output of a build whose repeat differed"
+repeat_build nondet-lax true --repeat 1 --option enforce-determinism false >/dev/null 2>"$T/lax.err" ||
+	{ tail -5 "$T/lax.err" >&2; fail "a differing repeat without enforce-determinism failed"; }
+# (kiln's stderr, which ssh would show the client, goes to serve.log here)
+grep -q "warning: derivation '.*' may not be deterministic" "$T/serve.log" ||
+	{ tail -5 "$T/serve.log" >&2; fail "no warning for a differing repeat"; }
+n0=$(grep -c "repeating the build of" "$T/serve.log" || true)
+repeat_build det false --repeat 2 >/dev/null 2>"$T/det.err" ||
+	{ tail -5 "$T/det.err" >&2; fail "a deterministic build failed its repeats"; }
+[ "$(grep -c "repeating the build of" "$T/serve.log")" = $((n0 + 2)) ] ||
+	fail "kiln did not repeat the deterministic build twice"
+KILN_HOME=$khome kiln nix path-info "$(repeat_out det false)" >/dev/null ||
+	fail "kiln did not record the repeated deterministic build"
+
 # Four Nix clients at once, each its own store and session; two by two they
 # build the same derivations, and every output equals a local build's.
 pids=()

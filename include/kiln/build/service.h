@@ -8,6 +8,9 @@
 #include <kiln/util/cancel.h>
 
 /* Per-call context of a build; every member is optional. */
+/* The gRPC request header of kiln_build_call.no_cache (value "1"). */
+#define KILN_BUILD_NO_CACHE_HEADER "kiln-no-cache"
+
 struct kiln_build_call {
         struct kiln_cancel *cancel;
         /* Called from the building thread with a short phase name ("queued",
@@ -32,6 +35,12 @@ struct kiln_build_call {
          * build is killed; 0 = the service's. Local build services only. */
         unsigned max_silent;
         uint64_t max_log;
+        /* Run this build even if an identical one is cached or in flight,
+         * and cache nothing of it (kiln build --no-cache; a repeat whose
+         * outputs are compared with the first's, Nix's --repeat). Sent on
+         * to a remote kiln as the kiln-no-cache header; other remote
+         * services may still answer from their own cache. */
+        bool no_cache;
 };
 
 struct kiln_build_service;

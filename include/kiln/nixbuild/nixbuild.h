@@ -75,6 +75,24 @@ struct kiln_nixbuild_options {
          * without output, bytes of output; 0 = the build service's. */
         unsigned timeout, max_silent;
         uint64_t max_log;
+        /* Nix's --repeat: each derivation is built this many times more
+         * (kiln_build_call.no_cache) and its outputs compared with the first
+         * build's. Outputs that differ fail the derivation with
+         * KILN_NIXBUILD_NOT_DETERMINISTIC when enforce_determinism is set,
+         * else are a warning on the log; the first build's outputs are
+         * kept. */
+        unsigned repeat;
+        bool enforce_determinism;
+};
+
+/* The error code (negated) of a derivation whose repeated build gave other
+ * outputs, with enforce_determinism. */
+#define KILN_NIXBUILD_NOT_DETERMINISTIC EUCLEAN
+
+/* What one derivation's build came to (kiln_nixbuild_build_basic). */
+struct kiln_nixbuild_result {
+        unsigned times_built;   /* builds run: 1 + repeats (0: none ran) */
+        bool non_deterministic; /* a repeat gave other outputs */
 };
 
 /* Builds the derivations drvs[0..n) (absolute .drv paths in the local Nix
@@ -91,7 +109,11 @@ KILN_PUBLIC int kiln_nixbuild_build(const struct kiln_nixbuild_options *o,
  * its input sources (Nix's BasicDerivation, as `nix-store --serve` receives
  * it: no input derivations), as kiln_nixbuild_build() builds each of its
  * derivations. With o->pathinfo_only the input closure must be in the
- * PathInfo store (-ENOENT "path '…' is not valid" otherwise). */
+ * PathInfo store (-ENOENT "path '…' is not valid" otherwise). *ret_result
+ * (may be NULL) says how many times it was built and whether a repeat
+ * differed, whatever the outcome. */
 KILN_PUBLIC int kiln_nixbuild_build_basic(const struct kiln_nixbuild_options *o,
                                           const struct kiln_nix_derivation *d,
-                                          const char *drv_path, struct kiln_error **err);
+                                          const char *drv_path,
+                                          struct kiln_nixbuild_result *ret_result,
+                                          struct kiln_error **err);

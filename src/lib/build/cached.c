@@ -292,6 +292,8 @@ static int cached_build(struct kiln_build_service *s, const struct kiln_build_re
                         struct kiln_error **err)
 {
         struct cached_service *c = (struct cached_service *)s;
+        if (call->no_cache)
+                return kiln_build_service_build(c->backend, req, call, ret, err);
         struct kiln_digest key;
         kiln_build_request_identity(req, &key);
         for (;;) {

@@ -19,7 +19,10 @@
  * Every build call carries the request's identity (the action cache's key)
  * as the header kiln-action: a proxy that balances on it (haproxy's
  * `balance hdr(kiln-action)`) sends identical builds to one builder, whose
- * action cache and in-flight deduplication then serve them all. */
+ * action cache and in-flight deduplication then serve them all. A build
+ * that must not come from a cache (kiln_build_call.no_cache) also carries
+ * kiln-no-cache: 1, so that a kiln daemon runs it rather than answering
+ * from its cache. */
 #include <poll.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -113,12 +116,13 @@ static bool call_cancelled(const struct kiln_build_call *call)
  * server has no such method, *lost when the call broke without the server's
  * answer. */
 static int build_events(struct grpc_build_service *g, const struct kiln_buf *msg,
-                        grpc_metadata *md, const struct kiln_build_call *call, unsigned timeout,
+                        grpc_metadata *md, size_t n_md, const struct kiln_build_call *call,
+                        unsigned timeout,
                         struct kiln_build *ret, bool *unimplemented, bool *lost,
                         struct kiln_error **err)
 {
         struct rpc_call c;
-        int r = rpc_call_start_md(&c, g->ch, M_EVENTS, timeout, call->cancel, md, 1, err);
+        int r = rpc_call_start_md(&c, g->ch, M_EVENTS, timeout, call->cancel, md, n_md, err);
         if (r >= 0)
                 r = rpc_call_send(&c, kiln_rpc_bb_copy(msg->data, msg->len), err);
         if (r >= 0)
@@ -165,21 +169,23 @@ static int build_events(struct grpc_build_service *g, const struct kiln_buf *msg
 
 /* One attempt: 0, or a failure with *lost when sending it again may help. */
 static int build_once(struct grpc_build_service *g, const struct kiln_buf *msg,
-                      grpc_metadata *md, const struct kiln_build_call *call, unsigned timeout,
-                      struct kiln_build *ret, bool *lost, struct kiln_error **err)
+                      grpc_metadata *md, size_t n_md, const struct kiln_build_call *call,
+                      unsigned timeout, struct kiln_build *ret, bool *lost,
+                      struct kiln_error **err)
 {
         *lost = false;
         if ((call->progress || call->output || call->queue_position) &&
             !atomic_load(&g->no_events)) {
                 bool unimplemented = false;
-                int r = build_events(g, msg, md, call, timeout, ret, &unimplemented, lost, err);
+                int r = build_events(g, msg, md, n_md, call, timeout, ret, &unimplemented, lost,
+                                     err);
                 if (!unimplemented)
                         return r;
                 kiln_error_free(TAKE_PTR(*err));
                 atomic_store(&g->no_events, true);
         }
         _cleanup_(kiln_buf_done) struct kiln_buf resp = KILN_BUF_INIT;
-        int r = rpc_unary_md(g->ch, M_DO_BUILD, md, 1, msg->data, msg->len, timeout, call->cancel,
+        int r = rpc_unary_md(g->ch, M_DO_BUILD, md, n_md, msg->data, msg->len, timeout, call->cancel,
                              &resp, err);
         if (r < 0) {
                 *lost = r == -EAGAIN && !call_cancelled(call);
@@ -197,7 +203,7 @@ static double now_seconds(void)
 }
 
 static int build_attempts(struct grpc_build_service *g, const struct kiln_buf *msg,
-                          grpc_metadata *md, const struct kiln_build_call *call,
+                          grpc_metadata *md, size_t n_md, const struct kiln_build_call *call,
                           struct kiln_build *ret, struct kiln_error **err)
 {
         double start = now_seconds();
@@ -209,7 +215,7 @@ static int build_attempts(struct grpc_build_service *g, const struct kiln_buf *m
                         timeout = left < 1 ? 1 : (unsigned)left;
                 }
                 bool lost;
-                int r = build_once(g, msg, md, call, timeout, ret, &lost, &e);
+                int r = build_once(g, msg, md, n_md, call, timeout, ret, &lost, &e);
                 if (r >= 0 || !lost || attempt == BUILD_ATTEMPTS ||
                     (call->timeout && now_seconds() - start >= call->timeout)) {
                         if (r < 0 && err) {
@@ -237,10 +243,14 @@ static int grpc_build(struct kiln_build_service *s, const struct kiln_build_requ
         kiln_build_request_encode(req, &msg);
         struct kiln_digest id;
         kiln_build_request_identity(req, &id);
-        grpc_metadata md = {.key = grpc_slice_from_static_string(ACTION_HEADER),
-                            .value = grpc_slice_from_copied_string(KILN_DIGEST_HEX(&id))};
-        int r = build_attempts(g, &msg, &md, call, ret, err);
-        grpc_slice_unref(md.value);
+        grpc_metadata md[2] = {
+                {.key = grpc_slice_from_static_string(ACTION_HEADER),
+                 .value = grpc_slice_from_copied_string(KILN_DIGEST_HEX(&id))},
+                {.key = grpc_slice_from_static_string(KILN_BUILD_NO_CACHE_HEADER),
+                 .value = grpc_slice_from_static_string("1")},
+        };
+        int r = build_attempts(g, &msg, md, call->no_cache ? 2 : 1, call, ret, err);
+        grpc_slice_unref(md[0].value);
         return r;
 }
 

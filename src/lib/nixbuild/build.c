@@ -27,6 +27,7 @@ struct session {
         size_t running;
         bool stop;
         struct kiln_error *error; /* the first failure */
+        struct kiln_nixbuild_result *result; /* of the one job of a basic build */
 };
 
 static void say(const struct kiln_nixbuild_options *o, const char *fmt, ...) _printf_(2, 3);
@@ -267,6 +268,47 @@ static void job_event(void *ud, const struct kiln_build_event *ev)
         je->o->event(je->o->userdata, je->drv_path, ev);
 }
 
+/* Nix's --repeat: the build again o->repeat times, each compared with the
+ * first (b); the first's outputs are the ones kept. */
+static int repeat_build(struct session *s, const struct job *j,
+                        const struct kiln_nixbuild_plan *plan, const struct kiln_build_call *call,
+                        const struct kiln_build *b, struct kiln_error **err)
+{
+        const struct kiln_nixbuild_options *o = s->nb.o;
+        struct kiln_build_call again_call = *call;
+        again_call.no_cache = true;
+        for (unsigned k = 1; k <= o->repeat; k++) {
+                say(o, "repeating the build of '%s' (%u of %u)...", j->drv_path, k, o->repeat);
+                struct kiln_build again = {0};
+                int r = kiln_build_service_build(o->builds, &plan->req, &again_call, &again, err);
+                if (r < 0)
+                        return kiln_error_prefix(err, r, "builder for '%s' failed (repeat %u)",
+                                                 j->drv_path, k);
+                if (s->result)
+                        s->result->times_built++;
+                const char *differs = NULL;
+                for (size_t i = 0; !differs && i < b->n_outputs; i++)
+                        if (i >= again.n_outputs ||
+                            !kiln_node_eq(&b->outputs[i].node, &again.outputs[i].node))
+                                differs = plan->req.outputs.v[i];
+                kiln_build_done(&again);
+                if (!differs)
+                        continue;
+                if (s->result)
+                        s->result->non_deterministic = true;
+                /* Nix's words */
+                if (o->enforce_determinism)
+                        return kiln_error_set(err, KILN_NIXBUILD_NOT_DETERMINISTIC,
+                                              "derivation '%s' may not be deterministic: output "
+                                              "'/%s' differs",
+                                              j->drv_path, differs);
+                say(o, "warning: derivation '%s' may not be deterministic: output '/%s' differs",
+                    j->drv_path, differs);
+                return 0;
+        }
+        return 0;
+}
+
 static int build_job(struct session *s, const struct job *j, struct kiln_error **err)
 {
         const struct kiln_nixbuild_options *o = s->nb.o;
@@ -319,6 +361,10 @@ static int build_job(struct session *s, const struct job *j, struct kiln_error *
                 if (r < 0)
                         r = kiln_error_prefix(err, r, "builder for '%s' failed", j->drv_path);
                 built = r == 0;
+                if (s->result)
+                        s->result->times_built = 1;
+                if (built)
+                        r = repeat_build(s, j, &plan, &call, &b, err);
         }
         if (r == 0 && b.n_outputs != plan.req.outputs.n)
                 r = kiln_error_set(err, EPROTO, "%s: the build service returned %zu outputs, not %zu",
@@ -466,12 +512,16 @@ int kiln_nixbuild_build(const struct kiln_nixbuild_options *o, const char *const
 
 int kiln_nixbuild_build_basic(const struct kiln_nixbuild_options *o,
                               const struct kiln_nix_derivation *d, const char *drv_path,
-                              struct kiln_error **err)
+                              struct kiln_nixbuild_result *ret_result, struct kiln_error **err)
 {
+        struct kiln_nixbuild_result unused;
+        if (!ret_result)
+                ret_result = &unused;
+        *ret_result = (struct kiln_nixbuild_result){0};
         if (d->n_input_drvs)
                 return kiln_error_set(err, EINVAL,
                                       "%s: a basic derivation has no input derivations", drv_path);
-        struct session s = {.nb.o = o};
+        struct session s = {.nb.o = o, .result = ret_result};
         pthread_mutex_init(&s.nb.daemon_lock, NULL);
         pthread_mutex_init(&s.nb.import_lock, NULL);
         int r = 0;

@@ -44,7 +44,11 @@ enum {
         TIMED_OUT = 8,
         MISC_FAILURE = 9,
         LOG_LIMIT_EXCEEDED = 11,
+        NOT_DETERMINISTIC = 12,
 };
+
+/* Repeats of one build a client may ask for (--repeat). */
+#define MAX_REPEAT 64
 
 #define MAX_PATHS   (1u << 20)
 #define MAX_STRING  (64u << 20)
@@ -555,12 +559,17 @@ static int read_build_settings(struct serve *s, struct kiln_error **err)
         }
         /* The client's limits replace the service's for its builds, as
          * nix-store --serve takes them; a limit beyond a week (or that does
-         * not fit) is no limit given. Repeats and keep-failed are not
-         * offered: kiln builds once and cleans up. */
+         * not fit) is no limit given. Repeats are run (at most
+         * MAX_REPEAT); keep-failed is not offered: kiln cleans up. */
         const uint64_t week = 7 * 24 * 3600;
         s->o.max_silent = v[0] <= week ? (unsigned)v[0] : 0;
         s->o.timeout = v[1] <= week ? (unsigned)v[1] : 0;
         s->o.max_log = v[2];
+        if (v[3] > MAX_REPEAT)
+                return kiln_error_set(err, EINVAL, "a build repeated %llu times (at most %u)",
+                                      (unsigned long long)v[3], MAX_REPEAT);
+        s->o.repeat = (unsigned)v[3];
+        s->o.enforce_determinism = v[4] != 0;
         return 0;
 }
 
@@ -700,7 +709,8 @@ static void *watch_hup(void *arg)
 /* Builds d (no input derivations) while watching the client for a
  * hang-up; *dropped says the build was cancelled for one. */
 static int watched_build(struct serve *s, const struct kiln_nix_derivation *d,
-                         const char *drv_path, bool *dropped, struct kiln_error **e)
+                         const char *drv_path, struct kiln_nixbuild_result *res, bool *dropped,
+                         struct kiln_error **e)
 {
         _cleanup_(kiln_cancel_freep) struct kiln_cancel *cancel = kiln_cancel_new();
         struct hup_watch w = {.s = s, .fd = s->c.in_fd, .cancel = cancel};
@@ -712,7 +722,7 @@ static int watched_build(struct serve *s, const struct kiln_nix_derivation *d,
                 watching = false;
         }
         s->o.cancel = cancel;
-        int r = kiln_nixbuild_build_basic(&s->o, d, drv_path, e);
+        int r = kiln_nixbuild_build_basic(&s->o, d, drv_path, res, e);
         s->o.cancel = NULL;
         if (watching) {
                 close(w.stop_fd[1]);
@@ -730,6 +740,8 @@ static uint64_t result_status(int r, const struct kiln_error *e)
                 return BUILT;
         if (r == -ETIMEDOUT)
                 return TIMED_OUT;
+        if (r == -KILN_NIXBUILD_NOT_DETERMINISTIC)
+                return NOT_DETERMINISTIC;
         if (e && strstr(e->msg, "(max-log-size)"))
                 return LOG_LIMIT_EXCEEDED;
         return r == -EBADMSG ? MISC_FAILURE : PERMANENT_FAILURE;
@@ -761,7 +773,8 @@ static int build_derivation(struct serve *s, struct kiln_error **err)
         uint64_t start = (uint64_t)time(NULL);
         _cleanup_(kiln_error_freep) struct kiln_error *e = NULL;
         bool dropped;
-        r = watched_build(s, d, drv_path, &dropped, &e);
+        struct kiln_nixbuild_result res;
+        r = watched_build(s, d, drv_path, &res, &dropped, &e);
         if (dropped)
                 return kiln_error_set(err, ECANCELED, "the client dropped the build of '%s'",
                                       drv_path);
@@ -771,8 +784,8 @@ static int build_derivation(struct serve *s, struct kiln_error **err)
         kiln_nix_write_u64(&s->c, result_status(r, e));
         kiln_nix_write_string(&s->c, r < 0 ? e->msg : "");
         if (s->minor >= 3) {
-                kiln_nix_write_u64(&s->c, 1); /* timesBuilt */
-                kiln_nix_write_u64(&s->c, 0); /* isNonDeterministic */
+                kiln_nix_write_u64(&s->c, res.times_built);
+                kiln_nix_write_u64(&s->c, res.non_deterministic);
                 kiln_nix_write_u64(&s->c, start);
                 kiln_nix_write_u64(&s->c, stop);
         }
@@ -937,7 +950,7 @@ static int realise_drv(struct serve *s, const char *drv_path, unsigned depth, bo
         d->n_input_drvs = 0;
         d->input_srcs = srcs;
         d->n_input_srcs = u;
-        r = watched_build(s, d, drv_path, dropped, err);
+        r = watched_build(s, d, drv_path, NULL, dropped, err);
         d->input_drvs = in_drvs;
         d->n_input_drvs = n_in_drvs;
         d->input_srcs = in_srcs;
