@@ -21,7 +21,12 @@ static const char usage[] =
         "  -j, --jobs N                  derivations built at once (default: number of CPUs)\n"
         "  -Q, --no-build-output         do not show build logs (a failure still shows\n"
         "                                its log's tail)\n"
-        "  --no-cache                    build even what the action cache remembers\n"
+        "  --no-cache                    build even what an action cache (ours, or a kiln\n"
+        "                                daemon's) remembers\n"
+        "  --repeat N                    build each derivation N more times (at most 64)\n"
+        "                                and fail it, recording nothing, if any output\n"
+        "                                differs from the first build's (nix-build --repeat\n"
+        "                                with enforce-determinism)\n"
         "  --json                        print each build's events as they happen, one proto3\n"
         "                                JSON line each with its \"drv\", then\n"
         "                                {\"outputs\": [...]} instead of the paths\n"
@@ -131,7 +136,7 @@ static void print_event(void *userdata, const char *drv_path, const struct kiln_
 
 int cmd_nix_build(int argc, char **argv)
 {
-        enum { OPT_CORES = 0x200, OPT_BIN_SH, OPT_NIX_DAEMON, OPT_NO_CACHE };
+        enum { OPT_CORES = 0x200, OPT_BIN_SH, OPT_NIX_DAEMON, OPT_NO_CACHE, OPT_REPEAT };
         static const struct option opts[] = {
                 {"jobs", required_argument, NULL, 'j'},
                 {"no-build-output", no_argument, NULL, 'Q'},
@@ -139,6 +144,7 @@ int cmd_nix_build(int argc, char **argv)
                 {"bin-sh", no_argument, NULL, OPT_BIN_SH},
                 {"nix-daemon", required_argument, NULL, OPT_NIX_DAEMON},
                 {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+                {"repeat", required_argument, NULL, OPT_REPEAT},
                 {"json", no_argument, NULL, CLI_OPT_JSON},
                 {"build-service-addr", required_argument, NULL, CLI_OPT_BUILD_ADDR},
                 {"help", no_argument, NULL, 'h'},
@@ -178,6 +184,13 @@ int cmd_nix_build(int argc, char **argv)
                         break;
                 case OPT_NO_CACHE:
                         no_cache = true;
+                        o.no_cache = true;
+                        break;
+                case OPT_REPEAT:
+                        if (!parse_count(optarg, 64, &o.repeat))
+                                return cli_usage_error("nix build", "invalid --repeat '%s'",
+                                                       optarg);
+                        o.enforce_determinism = true;
                         break;
                 case CLI_OPT_JSON:
                         o.event = print_event;

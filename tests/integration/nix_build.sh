@@ -143,4 +143,25 @@ expect_fail "builder for '$drv_failing' failed" kiln nix build --json "$drv_fail
 tail -1 "$T/.stdout" | grep -q '"failed"' || fail "--json of a failure: $(tail -2 "$T/.stdout")"
 grep -q '"drv"' "$T/.stdout" || fail "--json of a failure names no derivation"
 
+# --repeat N: N more builds past every cache, each compared with the first;
+# an output that differs fails the derivation in Nix's words, unrecorded.
+cat >"$T/repeat.nix" <<NIX
+{ salt, random }: derivation {
+  name = "repeat"; system = builtins.currentSystem; builder = "\${builtins.path { path = $T/bb; name = "bb"; }}/busybox";
+  args = [ "sh" "-c" ("echo \$salt > \$out" + (if random then "; cat /proc/sys/kernel/random/uuid >> \$out" else "")) ];
+  inherit salt;
+}
+NIX
+dr=$(nix-instantiate --argstr salt "$salt-repeat" --arg random true "$T/repeat.nix" 2>/dev/null)
+dd=$(nix-instantiate --argstr salt "$salt-repeat" --arg random false "$T/repeat.nix" 2>/dev/null)
+echo "$dr" >>"$T/created"
+echo "$dd" >>"$T/created"
+o=$(nix-store -q --outputs "$dr" 2>/dev/null)
+expect_fail "derivation '$dr' may not be deterministic: output '$o' differs" kiln nix build --repeat 1 "$dr"
+! nix-store -q --hash "$o" >/dev/null 2>&1 || fail "the output of a differing repeat was registered"
+kiln nix build --repeat 2 "$dd" >/dev/null 2>"$T/repeat.err" || { cat "$T/repeat.err" >&2; fail "--repeat 2 of a deterministic build"; }
+[ "$(grep -c "repeating the build of '$dd'" "$T/repeat.err")" = 2 ] || fail "--repeat 2 did not build twice more: $(cat "$T/repeat.err")"
+nix-store -q --outputs "$dd" >>"$T/created" 2>/dev/null
+expect_fail "invalid --repeat '0'" kiln nix build --repeat 0 "$dd"
+
 echo "nix build: $n outputs equal to Nix's, fixed-output CAs equal, failures alike"
