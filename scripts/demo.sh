@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 kiln=$PWD/build/kiln
 work=$(mktemp -d /tmp/kiln-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# Builds are set up as an unprivileged user, who must be able to walk down
+# to the bundles under $KILN_HOME (mktemp makes the directory 0700).
+chmod 0711 "$work"
 export KILN_HOME="${KILN_HOME:-$work/home}"
 
 say() { printf '\n== %s\n' "$*"; }
