@@ -169,8 +169,8 @@ static void *wait_signals(void *arg)
 }
 
 int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,
-                  unsigned timeout, bool no_cache, const struct cli_build_view *view,
-                  struct kiln_build *ret, struct kiln_error **err)
+                  unsigned timeout, const struct cli_build_view *view, struct kiln_build *ret,
+                  struct kiln_error **err)
 {
         struct ticker t = {.phase = "starting", .tty = isatty(STDERR_FILENO)};
         pthread_mutex_init(&t.lock, NULL);
@@ -197,7 +197,6 @@ int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_reques
                 .output = view->logs || t.tty ? on_output : NULL,
                 .userdata = &t,
                 .timeout = timeout,
-                .no_cache = no_cache,
         };
         /* --json: the events on stdout instead, the status line still on a
          * terminal. */

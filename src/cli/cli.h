@@ -118,11 +118,10 @@ bool cli_build_view_option(struct cli_build_view *v, int c);
 
 /* Runs a build, showing the phase, the queue position and elapsed time on
  * stderr while it runs when stderr is a terminal, and what `view` asks for;
- * SIGINT/SIGTERM cancel it. no_cache: no cache answers it or keeps it, the
- * build service's included (kiln_build_call.no_cache). */
+ * SIGINT/SIGTERM cancel it. */
 int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_request *req,
-                  unsigned timeout, bool no_cache, const struct cli_build_view *view,
-                  struct kiln_build *ret, struct kiln_error **err);
+                  unsigned timeout, const struct cli_build_view *view, struct kiln_build *ret,
+                  struct kiln_error **err);
 
 /* Writes a JSON value as one line to stdout. */
 void cli_print_json(json_t *j);

@@ -13,11 +13,9 @@ static const char usage[] =
         "                                user namespaces are off)\n"
         "  --timeout SECONDS             kill the build after this long\n"
         "  --no-cache                    build even if the action cache remembers this\n"
-        "                                request, and do not remember it; a kiln daemon\n"
-        "                                given as the build service is asked the same\n"
-        "                                (default: the cache lmdb://$KILN_HOME/action-cache\n"
-        "                                answers a request built before whose outputs are\n"
-        "                                stored)\n"
+        "                                request, and do not remember it (default: the\n"
+        "                                cache lmdb://$KILN_HOME/action-cache answers a\n"
+        "                                request built before whose outputs are stored)\n"
         CLI_BUILD_VIEW_USAGE CLI_STORE_USAGE;
 
 int cmd_build(int argc, char **argv)
@@ -84,7 +82,7 @@ int cmd_build(int argc, char **argv)
             cli_build_service_open(&stores, build_url, &svc) == 0 &&
             (no_cache || cli_build_service_cache(&stores, NULL, &svc) == 0)) {
                 struct kiln_build build;
-                if (cli_build_run(svc, &req, timeout, no_cache, &view, &build, &err) < 0) {
+                if (cli_build_run(svc, &req, timeout, &view, &build, &err) < 0) {
                         status = cli_fail(err);
                 } else {
                         if (!view.json) {

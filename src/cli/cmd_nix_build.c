@@ -21,8 +21,7 @@ static const char usage[] =
         "  -j, --jobs N                  derivations built at once (default: number of CPUs)\n"
         "  -Q, --no-build-output         do not show build logs (a failure still shows\n"
         "                                its log's tail)\n"
-        "  --no-cache                    build even what an action cache (ours, or a kiln\n"
-        "                                daemon's) remembers\n"
+        "  --no-cache                    build even what the action cache remembers\n"
         "  --repeat N                    build each derivation N more times (at most 64)\n"
         "                                and fail it, recording nothing, if any output\n"
         "                                differs from the first build's (nix-build --repeat\n"
@@ -184,7 +183,6 @@ int cmd_nix_build(int argc, char **argv)
                         break;
                 case OPT_NO_CACHE:
                         no_cache = true;
-                        o.no_cache = true;
                         break;
                 case OPT_REPEAT:
                         if (!parse_count(optarg, 64, &o.repeat))

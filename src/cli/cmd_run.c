@@ -22,8 +22,7 @@ static const char usage[] =
         "  --bin-sh                      provide a static /bin/sh\n"
         "  --timeout SECONDS             kill the build after this long\n"
         "  --export DIR                  write the outputs to DIR/<basename>\n"
-        "  --no-cache                    build even if an action cache (ours, or a kiln\n"
-        "                                daemon's) remembers this build\n"
+        "  --no-cache                    build even if the action cache remembers this build\n"
         "  --build-service-addr URL      build service (default: kiln's sandbox, see kiln build)\n"
         CLI_BUILD_VIEW_USAGE CLI_STORE_USAGE;
 
@@ -329,7 +328,7 @@ int cmd_run(int argc, char **argv)
                 goto out;
         }
         struct kiln_build build;
-        int r = cli_build_run(svc, &req, a.timeout, a.no_cache, &a.view, &build, &err);
+        int r = cli_build_run(svc, &req, a.timeout, &a.view, &build, &err);
         kiln_build_service_free(svc);
         if (r < 0) {
                 cli_fail(err);

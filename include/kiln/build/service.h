@@ -36,10 +36,10 @@ struct kiln_build_call {
         unsigned max_silent;
         uint64_t max_log;
         /* Run this build even if an identical one is cached or in flight,
-         * and cache nothing of it (kiln build --no-cache; a repeat whose
-         * outputs are compared with the first's, Nix's --repeat). Sent on
-         * to a remote kiln as the kiln-no-cache header; other remote
-         * services may still answer from their own cache. */
+         * and cache nothing of it: a repeat whose outputs are compared with
+         * the first's (Nix's --repeat). Sent on to a remote kiln as the
+         * kiln-no-cache header; other remote services may still answer
+         * from their own cache. */
         bool no_cache;
 };
 

@@ -83,9 +83,6 @@ struct kiln_nixbuild_options {
          * kept. */
         unsigned repeat;
         bool enforce_determinism;
-        /* Every build past every cache, and kept by none
-         * (kiln_build_call.no_cache). */
-        bool no_cache;
 };
 
 /* The error code (negated) of a derivation whose repeated build gave other
