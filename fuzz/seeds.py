@@ -250,6 +250,10 @@ seeds["nix_serve"] = [
     sv_hello + sv_add(sv_path, sv_good) + sv_drv,
     sv_hello + sv_u(6) + sv_l([sv_out]) + sv_u(0) * 5,
     sv_hello + sv_u(99),
+    # a second name for a held path's hash part must not replace its record,
+    # which another record references (found by this target)
+    sv_hello + sv_add(sv_path, sv_good) + sv_add(sv_out, sv_good, [sv_path])
+    + sv_add(sv_path + "x", sv_good),
 ]
 
 for target, inputs in seeds.items():

@@ -145,15 +145,9 @@ grep -q '"drv"' "$T/.stdout" || fail "--json of a failure names no derivation"
 
 # --repeat N: N more builds past every cache, each compared with the first;
 # an output that differs fails the derivation in Nix's words, unrecorded.
-cat >"$T/repeat.nix" <<NIX
-{ salt, random }: derivation {
-  name = "repeat"; system = builtins.currentSystem; builder = "\${builtins.path { path = $T/bb; name = "bb"; }}/busybox";
-  args = [ "sh" "-c" ("echo \$salt > \$out" + (if random then "; cat /proc/sys/kernel/random/uuid >> \$out" else "")) ];
-  inherit salt;
-}
-NIX
-dr=$(nix-instantiate --argstr salt "$salt-repeat" --arg random true "$T/repeat.nix" 2>/dev/null)
-dd=$(nix-instantiate --argstr salt "$salt-repeat" --arg random false "$T/repeat.nix" 2>/dev/null)
+repeat_nix=$KILN_FIXTURES/nix/repeat.nix
+dr=$(nix-instantiate --argstr salt "$salt-repeat" --arg random true --arg bbDir "$T/bb" "$repeat_nix" 2>/dev/null)
+dd=$(nix-instantiate --argstr salt "$salt-repeat" --arg random false --arg bbDir "$T/bb" "$repeat_nix" 2>/dev/null)
 echo "$dr" >>"$T/created"
 echo "$dd" >>"$T/created"
 o=$(nix-store -q --outputs "$dr" 2>/dev/null)

@@ -89,13 +89,13 @@ KILN_HOME=$khome kiln nix path-info "$p1" >/dev/null 2>&1 && fail "$p1 was recor
 add_msg /tmp/direct "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/out.err" &&
         fail "a path outside the store was accepted"
 grep -q "not in the Nix store" "$T/out.err" || { cat "$T/out.err" >&2; fail "no message for a path outside the store"; }
-p2=/nix/store/00000000000000000000000000000000-direct-good
+p2=/nix/store/11111111111111111111111111111111-direct-good
 add_msg "$p2" "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >"$T/good.out" 2>"$T/good.err" ||
         { cat "$T/good.err" >&2; fail "a NAR with the right hash was refused"; }
 KILN_HOME=$khome kiln nix path-info "$p2" >/dev/null || fail "$p2 was not recorded"
 
 # A connection that ends mid-NAR: refused, nothing recorded, the next add works.
-p3=/nix/store/00000000000000000000000000000000-direct-cut
+p3=/nix/store/22222222222222222222222222222222-direct-cut
 full=$(add_msg "$p3" "$good_hash" | wc -c)
 add_msg "$p3" "$good_hash" | head -c $((full - 24)) |
         "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/cut.err" &&
@@ -104,6 +104,14 @@ grep -q "closed the connection\|truncated" "$T/cut.err" || { cat "$T/cut.err" >&
 KILN_HOME=$khome kiln nix path-info "$p3" >/dev/null 2>&1 && fail "$p3 was recorded from a NAR cut short"
 add_msg "$p3" "$good_hash" | "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/cut.err" ||
         { cat "$T/cut.err" >&2; fail "the add after a cut connection failed"; }
+# kiln keys paths by hash part: a second name for a held one is refused, and
+# the held path keeps its record.
+add_msg /nix/store/11111111111111111111111111111111-direct-other "$good_hash" |
+        "$KILN_BIN" nix serve --write --home "$khome" >/dev/null 2>"$T/other.err" &&
+        fail "a second name for a held hash part was accepted"
+grep -q "the store holds '$p2', whose hash part is the same" "$T/other.err" ||
+        { cat "$T/other.err" >&2; fail "no message for a second name of a hash part"; }
+KILN_HOME=$khome kiln nix path-info "$p2" >/dev/null || fail "$p2 lost its record"
 
 # ImportPaths and ExportPaths: the `nix-store --export` archive both ways.
 hs() { printf '\xeb\x9d\x0c\x39\0\0\0\0\x07\x02\0\0\0\0\0\0'; }
@@ -256,23 +264,17 @@ done
 # output that differs every time fails with Nix's words under Nix's default
 # enforce-determinism and is not recorded; with it off, a warning; a
 # deterministic build passes its repeats.
-cat >"$T/repeat.nix" <<NIX
-{ salt, random }: derivation {
-  name = "repeat"; system = builtins.currentSystem; builder = "\${builtins.path { path = $T/bb; name = "bb"; }}/busybox";
-  args = [ "sh" "-c" ("echo \$salt > \$out" + (if random then "; cat /proc/sys/kernel/random/uuid >> \$out" else "")) ];
-  inherit salt;
-}
-NIX
+repeat_nix=$KILN_FIXTURES/nix/repeat.nix
 repeat_build() { # SALT RANDOM ARGS...
 	rs=$1 rr=$2
 	shift 2
 	nix-build --store "$local" "${common[@]}" --no-out-link --max-jobs 0 \
 		--builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
-		--argstr salt "$salt-$rs" --arg random "$rr" "$@" "$T/repeat.nix"
+		--argstr salt "$salt-$rs" --arg random "$rr" "$@" --arg bbDir "$T/bb" "$repeat_nix"
 }
 repeat_out() {
 	d=$(nix-instantiate --store "$local" "${common[@]}" --argstr salt "$salt-$1" --arg random "$2" \
-		"$T/repeat.nix" 2>/dev/null)
+		--arg bbDir "$T/bb" "$repeat_nix" 2>/dev/null)
 	nix-store --store "$local" -q --outputs "$d"
 }
 expect_fail "may not be deterministic: output '$(repeat_out nondet true)' differs" \

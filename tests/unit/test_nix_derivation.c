@@ -480,15 +480,15 @@ static void test_floating(void **state)
         (void)state;
         struct kiln_error *err = NULL;
         static const char *const texts[] = {
-            "Derive([(\"out\",\"\",\"r:sha256\",\"\")],[],[],\"x\",\"b\",[],[(\"out\","
-            "\"/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9\")])",
+            ("Derive([(\"out\",\"\",\"r:sha256\",\"\")],[],[],\"x\",\"b\",[],[(\"out\","
+             "\"/1rz4g4znpzjwh1xymhjpm42vipw92pr73vdgl6xs1hycac8kf2n9\")])"),
             "Derive([(\"out\",\"\",\"sha512\",\"impure\")],[],[],\"x\",\"b\",[],[])",
             "Derive([(\"dev\",\"\",\"\",\"\"),(\"out\",\"\",\"\",\"\")],[],[],\"x\",\"b\",[],[])",
         };
         static const char *const json[] = {
             "{\n  \"outputs\": {\n    \"out\": {\n      \"hashAlgo\": \"r:sha256\"\n    }\n  },\n",
-            "{\n  \"outputs\": {\n    \"out\": {\n      \"hashAlgo\": \"sha512\",\n      "
-            "\"impure\": true\n    }\n  },\n",
+            ("{\n  \"outputs\": {\n    \"out\": {\n      \"hashAlgo\": \"sha512\",\n      "
+             "\"impure\": true\n    }\n  },\n"),
             "{\n  \"outputs\": {\n    \"dev\": {},\n    \"out\": {}\n  },\n",
         };
         struct mem_source none = {NULL, 0, 0};

@@ -102,10 +102,26 @@ static void test_store(void **state)
         char other[sizeof(P_OUT) + 1];
         snprintf(other, sizeof(other), "%sx", P_OUT);
         assert_int_equal(kiln_nix_pathinfo_get(s, other, &q, NULL), 0);
+        /* and it cannot be added: it would take the record of P_OUT, which
+         * other records may reference (found by fuzz_nix_serve) */
+        struct kiln_error *err = NULL;
+        struct kiln_nix_pathinfo o;
+        sample(&o);
+        free(o.path);
+        o.path = strdup(other);
+        assert_error(kiln_nix_pathinfo_put(s, &o, &err), err, EEXIST, P_OUT);
+        /* a path already held keeps its record, as in Nix */
+        free(o.path);
+        o.path = strdup(P_OUT);
+        o.nar_size = 1;
+        assert_int_equal(kiln_nix_pathinfo_put(s, &o, NULL), 0);
+        kiln_nix_pathinfo_done(&o);
+        assert_int_equal(kiln_nix_pathinfo_get(s, P_OUT, &q, NULL), 1);
+        assert_same(&p, &q);
+        kiln_nix_pathinfo_done(&q);
         int n = 0;
         assert_int_equal(kiln_nix_pathinfo_list(s, count, &n, NULL), 0);
         assert_int_equal(n, 1);
-        struct kiln_error *err = NULL;
         assert_error(kiln_nix_pathinfo_get(s, "/tmp/x", &q, &err), err, EINVAL, "/tmp/x");
         kiln_nix_pathinfo_done(&p);
         kiln_nix_pathinfo_store_close(s);

@@ -47,7 +47,10 @@ KILN_PUBLIC int kiln_nix_pathinfo_get(struct kiln_nix_pathinfo_store *s, const c
 KILN_PUBLIC int kiln_nix_pathinfo_closure(struct kiln_nix_pathinfo_store *s,
                                           const struct kiln_strv *roots, struct kiln_strv *ret,
                                           struct kiln_error **err);
-/* Stores (or replaces) the record of p->path, durably. */
+/* Stores the record of p->path, durably. A path already held keeps its
+ * record: as in Nix, a valid path never changes. The store is keyed by hash
+ * part, so a path whose hash part it holds under another name is refused
+ * (EEXIST); with honest clients the two cannot meet. */
 KILN_PUBLIC int kiln_nix_pathinfo_put(struct kiln_nix_pathinfo_store *s,
                                       const struct kiln_nix_pathinfo *p, struct kiln_error **err);
 /* Calls fn for every record, in digest order; a negative return stops. */

@@ -347,15 +347,38 @@ int kiln_nix_pathinfo_put(struct kiln_nix_pathinfo_store *s, const struct kiln_n
         }
         MDB_txn *txn;
         int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        if (rc == 0) {
-                MDB_val k = {.mv_size = sizeof(sp.digest), .mv_data = sp.digest};
-                MDB_val v = {.mv_size = b.len, .mv_data = b.data};
-                rc = mdb_put(txn, s->dbi, &k, &v, 0);
-                if (rc == 0)
-                        rc = mdb_txn_commit(txn);
-                else
-                        mdb_txn_abort(txn);
+        if (rc) {
+                kiln_buf_done(&b);
+                return lmdb_fail(err, rc, "begin");
         }
+        /* Checked in the write transaction, so that two writers cannot both
+         * find the key free. */
+        MDB_val k = {.mv_size = sizeof(sp.digest), .mv_data = sp.digest};
+        MDB_val v;
+        rc = mdb_get(txn, s->dbi, &k, &v);
+        if (rc == 0) {
+                struct kiln_nix_pathinfo held;
+                r = kiln_nix_pathinfo_decode(NULL, v.mv_data, v.mv_size, &held, err);
+                mdb_txn_abort(txn);
+                kiln_buf_done(&b);
+                if (r < 0)
+                        return kiln_error_prefix(err, r, "%s", p->path);
+                if (strcmp(held.path, p->path))
+                        r = kiln_error_set(err, EEXIST,
+                                           "cannot add '%s': the store holds '%s', "
+                                           "whose hash part is the same",
+                                           p->path, held.path);
+                kiln_nix_pathinfo_done(&held);
+                return r;
+        }
+        if (rc == MDB_NOTFOUND) {
+                v = (MDB_val){.mv_size = b.len, .mv_data = b.data};
+                rc = mdb_put(txn, s->dbi, &k, &v, 0);
+        }
+        if (rc == 0)
+                rc = mdb_txn_commit(txn);
+        else
+                mdb_txn_abort(txn);
         kiln_buf_done(&b);
         return rc ? lmdb_fail(err, rc, "put") : 0;
 }
