@@ -52,6 +52,8 @@ bool cli_build_view_option(struct cli_build_view *v, int c)
                 v->json = true;
         else if (c == 'L')
                 v->logs = true;
+        else if (c == 'K')
+                v->keep_failed = true;
         else
                 return false;
         return true;
@@ -197,6 +199,7 @@ int cli_build_run(struct kiln_build_service *svc, const struct kiln_build_reques
                 .output = view->logs || t.tty ? on_output : NULL,
                 .userdata = &t,
                 .timeout = timeout,
+                .keep_failed = view->keep_failed,
         };
         /* --json: the events on stdout instead, the status line still on a
          * terminal. */

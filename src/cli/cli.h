@@ -104,15 +104,19 @@ int cli_build_service_cache(struct cli_stores *s, const char *url,
 struct cli_build_view {
         bool json; /* its events as proto3 JSON lines on stdout, Completed or Failed last */
         bool logs; /* its output on stderr as it comes (default: stderr is a terminal) */
+        bool keep_failed; /* keep its directory if it fails (kiln_build_call) */
 };
 #define CLI_BUILD_VIEW_OPTIONS                                   \
         {"json", no_argument, NULL, CLI_OPT_JSON},               \
-        {"print-build-logs", no_argument, NULL, 'L'}
+        {"print-build-logs", no_argument, NULL, 'L'},            \
+        {"keep-failed", no_argument, NULL, 'K'}
 #define CLI_BUILD_VIEW_USAGE                                                                  \
         "  --json                        print the build's events as they happen, one proto3\n" \
         "                                JSON line each (kiln.build.v1.BuildEvent)\n"         \
         "  -L, --print-build-logs        show the build's output on stderr (the default on\n"  \
-        "                                a terminal)\n"
+        "                                a terminal)\n"                                          \
+        "  -K, --keep-failed             keep the directory of the build if it fails, on the\n" \
+        "                                machine that ran it (the failure names it)\n"
 /* Takes the view options: true when `c` was one of them. */
 bool cli_build_view_option(struct cli_build_view *v, int c);
 

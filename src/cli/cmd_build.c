@@ -35,7 +35,7 @@ int cmd_build(int argc, char **argv)
         bool no_cache = false;
         struct cli_build_view view = {0};
         int c;
-        while ((c = getopt_long(argc, argv, "hL", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hLK", opts, NULL)) != -1) {
                 if (cli_stores_option(&stores, c, optarg) || cli_build_view_option(&view, c))
                         continue;
                 switch (c) {

@@ -22,6 +22,8 @@ static const char usage[] =
         "  -Q, --no-build-output         do not show build logs (a failure still shows\n"
         "                                its log's tail)\n"
         "  --no-cache                    build even what the action cache remembers\n"
+        "  -K, --keep-failed             keep the directory of a failed build (its sandbox\n"
+        "                                bundle, named in the failure) for inspection\n"
         "  --repeat N                    build each derivation N more times (at most 64)\n"
         "                                and fail it, recording nothing, if any output\n"
         "                                differs from the first build's (nix-build --repeat\n"
@@ -139,6 +141,7 @@ int cmd_nix_build(int argc, char **argv)
         static const struct option opts[] = {
                 {"jobs", required_argument, NULL, 'j'},
                 {"no-build-output", no_argument, NULL, 'Q'},
+                {"keep-failed", no_argument, NULL, 'K'},
                 {"cores", required_argument, NULL, OPT_CORES},
                 {"bin-sh", no_argument, NULL, OPT_BIN_SH},
                 {"nix-daemon", required_argument, NULL, OPT_NIX_DAEMON},
@@ -160,7 +163,7 @@ int cmd_nix_build(int argc, char **argv)
         const char *build_url = NULL;
         bool no_cache = false;
         int c;
-        while ((c = getopt_long(argc, argv, "hj:Q", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hj:QK", opts, NULL)) != -1) {
                 if (cli_stores_option(&stores, c, optarg))
                         continue;
                 switch (c) {
@@ -174,6 +177,9 @@ int cmd_nix_build(int argc, char **argv)
                         break;
                 case 'Q':
                         o.quiet = true;
+                        break;
+                case 'K':
+                        o.keep_failed = true;
                         break;
                 case OPT_BIN_SH:
                         o.request.provide_bin_sh = true;

@@ -135,7 +135,7 @@ static int parse_args(int argc, char **argv, struct cli_stores *stores,
                 {},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "+hL", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "+hLK", opts, NULL)) != -1) {
                 if (cli_stores_option(stores, c, optarg) || cli_build_view_option(&a->view, c))
                         continue;
                 char *eq;

@@ -112,11 +112,12 @@ static void sink_emit(void *ud, const struct kiln_build_event *ev)
 
 enum reply { REPLY_TVIX, REPLY_SNIX, REPLY_EVENTS };
 
-/* Whether the client sent kiln-no-cache: 1 (kiln_build_call.no_cache). */
-static bool wants_no_cache(const struct srv_call *c)
+/* Whether the client sent the header name: 1 (kiln-no-cache,
+ * kiln-keep-failed: kiln_build_call). */
+static bool header_set(const struct srv_call *c, const char *name)
 {
         for (size_t i = 0; i < c->md.count; i++)
-                if (!grpc_slice_str_cmp(c->md.metadata[i].key, KILN_BUILD_NO_CACHE_HEADER))
+                if (!grpc_slice_str_cmp(c->md.metadata[i].key, name))
                         return !grpc_slice_str_cmp(c->md.metadata[i].value, "1");
         return false;
 }
@@ -139,7 +140,12 @@ static void do_build(struct srv_call *c, enum reply reply)
         bool watching = !c->close_done && pthread_create(&watcher, NULL, watch_close, &w) == 0;
         struct phase_log pl = {.req = &req, .m = srv_metrics(c), .arrived = now_s()};
         struct kiln_build_call call = {
-                .cancel = cancel, .progress = log_phase, .userdata = &pl, .no_cache = wants_no_cache(c)};
+                .cancel = cancel,
+                .progress = log_phase,
+                .userdata = &pl,
+                .no_cache = header_set(c, KILN_BUILD_NO_CACHE_HEADER),
+                .keep_failed = header_set(c, KILN_BUILD_KEEP_FAILED_HEADER),
+        };
         struct event_sink sink = {.call = c, .pl = &pl};
         struct kiln_build_events events = {.phase = sink_phase};
         if (reply == REPLY_EVENTS)

@@ -145,7 +145,7 @@ static int oci_start(struct runner_build *b, int out_fd, int err_fd, struct kiln
         int r = runner_bundle_symlink_inputs(b, err);
         if (r >= 0)
                 r = write_config(b, err);
-        if (r >= 0 && b->svc->cfg.keep_failed)
+        if (r >= 0 && runner_keeps_failed(b))
                 r = write_seccomp(b, err);
         if (r < 0)
                 return kiln_error_prefix(err, r, "bundle");

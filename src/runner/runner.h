@@ -290,6 +290,13 @@ struct runner_build {
         struct runner_watch watch;
 };
 
+/* Whether the bundle of this build stays if it fails: keep-failed=1, or
+ * the call asks (kiln_build_call.keep_failed). */
+static inline bool runner_keeps_failed(const struct runner_build *b)
+{
+        return b->svc->cfg.keep_failed || (b->call && b->call->keep_failed);
+}
+
 /* --- bundle.c --- */
 
 /* The directory of the scratch space that is the build's /tmp (scratch

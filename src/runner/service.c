@@ -424,9 +424,9 @@ static void release_sandbox(struct runner_build *b)
         runner_cgroup_done(&b->cgroup);
 }
 
-static void build_cleanup(struct runner_build *b, bool failed)
+/* A failed build's bundle is kept when asked, and the failure says where. */
+static void build_cleanup(struct runner_build *b, int r, struct kiln_error **err)
 {
-        const struct runner_config *cfg = &b->svc->cfg;
         release_sandbox(b);
         runner_bundle_release_inputs(b);
         if (b->out_log >= 0)
@@ -439,7 +439,7 @@ static void build_cleanup(struct runner_build *b, bool failed)
                 close(b->watch.err_fd);
         if (b->dir_fd >= 0)
                 close(b->dir_fd);
-        if (b->dir && !(failed && cfg->keep_failed)) {
+        if (b->dir && !(r < 0 && runner_keeps_failed(b))) {
                 if (b->scratch_mounted) {
                         _cleanup_free_ char *where = kiln_asprintf("%s/scratch", b->dir);
                         (void)umount2(where, MNT_DETACH);
@@ -447,6 +447,10 @@ static void build_cleanup(struct runner_build *b, bool failed)
                 discard_bundle(b->svc, b->dir, b->id);
         } else if (b->dir) {
                 runner_mark_kept(b->dir);
+                if (err && *err)
+                        kiln_error_set_lines(err, (*err)->code,
+                                             "%s\nnote: keeping build directory '%s'",
+                                             (*err)->msg, b->dir);
         }
         free(b->dir);
 }
@@ -519,7 +523,7 @@ static int runner_build(struct kiln_build_service *base, const struct kiln_build
         result = (struct kiln_build){0};
 out:
         kiln_build_done(&result);
-        build_cleanup(&b, r < 0);
+        build_cleanup(&b, r, err);
         close(slot_fd);
         slot_release(s);
         return r;

@@ -114,6 +114,42 @@ h0=$(hits)
 expect_fail "exited with status 3" kiln build $D "$T/rf.json"
 [ "$(hits)" = "$h0" ] || fail "a failed build was remembered"
 
+# kiln build -K sends kiln-keep-failed: 1 (as grpcio does below): the daemon
+# keeps the failed build's bundle and the failure names it; without it,
+# nothing is kept.
+kept_dir() { sed -n "s/.*note: keeping build directory '\([^']*\)'.*/\1/p" "$1" | head -1; }
+check_kept() { # ERRFILE
+	k=$(kept_dir "$1")
+	[ -n "$k" ] && [ -e "$k/kept-failed" ] || fail "no kept bundle named in: $(cat "$1")"
+	grep -q failing-build "$k/stderr.log" || fail "the kept bundle $k has no log"
+	umount "$k/scratch" 2>/dev/null || true
+	rm -rf "$k"
+}
+expect_fail "exited with status 3" kiln build $D "$T/rf.json"
+[ -z "$(kept_dir "$T/.stderr")" ] || fail "a failed build was kept without -K"
+request "$T/rk.json" "echo failing-build >&2; exit 3"
+expect_fail "note: keeping build directory" kiln build -K $D "$T/rk.json"
+check_kept "$T/.stderr"
+$PY - "unix:$T/kiln.sock" "$KILN_SOURCE_ROOT/proto" "$T/py" "$T/rk.json" <<'PY' >"$T/keep.out" 2>&1 ||
+import json, os, sys
+sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_ROOT"], "tests", "integration"))
+import kiln_stubs
+kiln_stubs.generate(sys.argv[2], sys.argv[3])
+import grpc
+from google.protobuf import json_format
+from tvix.build.protos import build_pb2, rpc_build_pb2_grpc
+req = json_format.Parse(open(sys.argv[4]).read(), build_pb2.BuildRequest())
+stub = rpc_build_pb2_grpc.BuildServiceStub(grpc.insecure_channel(sys.argv[1]))
+try:
+    stub.DoBuild(req, timeout=60, metadata=[("kiln-keep-failed", "1")])
+except grpc.RpcError as e:
+    print(e.details())
+    sys.exit(0)
+sys.exit("the failing build succeeded")
+PY
+	fail "DoBuild with kiln-keep-failed: 1: $(cat "$T/keep.out")"
+check_kept "$T/keep.out"
+
 # An output blob gone from the store: built again, not answered.
 stop_daemon "$DAEMON_PID" || fail "daemon exit status $?"
 hex=$(json outputs.0.file.digest <"$T/b1.json" | $PY -c 'import base64,sys; print(base64.b64decode(sys.stdin.read()).hex())')

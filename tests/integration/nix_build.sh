@@ -111,6 +111,12 @@ grep -q '^failing> about to fail$' "$T/.stderr" || fail "the failing build's log
 grep -A3 'builder for' "$T/.stderr" | grep -qx 'about to fail' || fail "the failing build's log tail is missing"
 expect_fail "builder for '$drv_failing' failed" kiln nix build -Q "$drv_failing"
 ! grep -q '^failing> ' "$T/.stderr" || fail "-Q showed the build log"
+expect_fail "note: keeping build directory" kiln nix build -K -Q "$drv_failing"
+kept=$(sed -n "s/.*note: keeping build directory '\([^']*\)'.*/\1/p" "$T/.stderr" | head -1)
+[ -e "$kept/kept-failed" ] || { cat "$T/.stderr" >&2; fail "kiln nix build -K kept no bundle"; }
+grep -q "about to fail" "$kept/stdout.log" "$kept/stderr.log" || fail "the kept bundle has no build log"
+umount "$kept/scratch" 2>/dev/null || true
+rm -rf "$kept"
 expect_fail "is not a /nix/store/...drv path" kiln nix build /tmp/nothing.drv
 
 # A second build over the same inputs imports nothing again.

@@ -175,6 +175,16 @@ expect_fail "failed" nix-build --store "$local" "${common[@]}" --no-out-link --m
         --builders "$remote x86_64-linux - 1 1 $features" --option builders-use-substitutes false \
         "${nixargs[@]}" -A failing "$fixture"
 grep -q "about to fail" "$T/.stderr" || { cat "$T/.stderr" >&2; fail "the failing build's log did not reach Nix"; }
+# --keep-failed (sent with BuildDerivation): the failed build's bundle stays
+# on the builder, and the failure Nix shows names it.
+expect_fail "note: keeping build directory" nix-build --store "$local" "${common[@]}" --no-out-link \
+        --max-jobs 0 --keep-failed --builders "$remote x86_64-linux - 1 1 $features" \
+        --option builders-use-substitutes false "${nixargs[@]}" -A failing "$fixture"
+kept=$(sed -n "s/.*note: keeping build directory '\([^']*\)'.*/\1/p" "$T/.stderr" | head -1)
+[ -e "$kept/kept-failed" ] || { cat "$T/.stderr" >&2; fail "no kept bundle at '$kept'"; }
+grep -q "about to fail" "$kept/stdout.log" "$kept/stderr.log" || fail "the kept bundle has no build log"
+umount "$kept/scratch" 2>/dev/null || true
+rm -rf "$kept"
 # A wrong fixed-output hash fails with Nix's words and kiln records nothing.
 expect_fail "hash mismatch in fixed-output derivation" nix-build --store "$local" "${common[@]}" \
         --no-out-link --max-jobs 0 --builders "$remote x86_64-linux - 1 1 $features" \

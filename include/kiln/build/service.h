@@ -7,9 +7,12 @@
 #include <kiln/store/store.h>
 #include <kiln/util/cancel.h>
 
-/* Per-call context of a build; every member is optional. */
-/* The gRPC request header of kiln_build_call.no_cache (value "1"). */
+/* The gRPC request headers of kiln_build_call.no_cache and .keep_failed
+ * (value "1"). */
 #define KILN_BUILD_NO_CACHE_HEADER "kiln-no-cache"
+#define KILN_BUILD_KEEP_FAILED_HEADER "kiln-keep-failed"
+
+/* Per-call context of a build; every member is optional. */
 
 struct kiln_build_call {
         struct kiln_cancel *cancel;
@@ -41,6 +44,12 @@ struct kiln_build_call {
          * kiln-no-cache header; other remote services may still answer
          * from their own cache. */
         bool no_cache;
+        /* Keep this build's directory on the machine that ran it if the
+         * build fails, as the service's keep-failed=1 does for all (Nix's
+         * --keep-failed); the failure message then ends with the line
+         * "note: keeping build directory 'DIR'". Sent on to a remote kiln
+         * as the kiln-keep-failed header. */
+        bool keep_failed;
 };
 
 struct kiln_build_service;

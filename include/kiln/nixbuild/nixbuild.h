@@ -83,6 +83,9 @@ struct kiln_nixbuild_options {
          * kept. */
         unsigned repeat;
         bool enforce_determinism;
+        /* Nix's --keep-failed: a failed build's directory stays on the
+         * machine that ran it (kiln_build_call.keep_failed). */
+        bool keep_failed;
 };
 
 /* The error code (negated) of a derivation whose repeated build gave other

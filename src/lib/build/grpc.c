@@ -22,7 +22,8 @@
  * action cache and in-flight deduplication then serve them all. A build
  * that must not come from a cache (kiln_build_call.no_cache) also carries
  * kiln-no-cache: 1, so that a kiln daemon runs it rather than answering
- * from its cache. */
+ * from its cache; one whose directory is kept if it fails, kiln-keep-failed:
+ * 1. */
 #include <poll.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -243,13 +244,20 @@ static int grpc_build(struct kiln_build_service *s, const struct kiln_build_requ
         kiln_build_request_encode(req, &msg);
         struct kiln_digest id;
         kiln_build_request_identity(req, &id);
-        grpc_metadata md[2] = {
+        grpc_metadata md[3] = {
                 {.key = grpc_slice_from_static_string(ACTION_HEADER),
                  .value = grpc_slice_from_copied_string(KILN_DIGEST_HEX(&id))},
-                {.key = grpc_slice_from_static_string(KILN_BUILD_NO_CACHE_HEADER),
-                 .value = grpc_slice_from_static_string("1")},
         };
-        int r = build_attempts(g, &msg, md, call->no_cache ? 2 : 1, call, ret, err);
+        size_t n_md = 1;
+        if (call->no_cache)
+                md[n_md++] = (grpc_metadata){
+                    .key = grpc_slice_from_static_string(KILN_BUILD_NO_CACHE_HEADER),
+                    .value = grpc_slice_from_static_string("1")};
+        if (call->keep_failed)
+                md[n_md++] = (grpc_metadata){
+                    .key = grpc_slice_from_static_string(KILN_BUILD_KEEP_FAILED_HEADER),
+                    .value = grpc_slice_from_static_string("1")};
+        int r = build_attempts(g, &msg, md, n_md, call, ret, err);
         grpc_slice_unref(md[0].value);
         return r;
 }

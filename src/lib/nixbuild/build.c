@@ -347,6 +347,7 @@ static int build_job(struct session *s, const struct job *j, struct kiln_error *
                         .timeout = o->timeout,
                         .max_silent = o->max_silent,
                         .max_log = o->max_log,
+                        .keep_failed = o->keep_failed,
                 };
                 struct kiln_build_events events = {0};
                 struct job_events je = {.o = o, .drv_path = j->drv_path};

@@ -560,7 +560,7 @@ static int read_build_settings(struct serve *s, struct kiln_error **err)
         /* The client's limits replace the service's for its builds, as
          * nix-store --serve takes them; a limit beyond a week (or that does
          * not fit) is no limit given. Repeats are run (at most
-         * MAX_REPEAT); keep-failed is not offered: kiln cleans up. */
+         * MAX_REPEAT); keep-failed keeps a failed build's bundle. */
         const uint64_t week = 7 * 24 * 3600;
         s->o.max_silent = v[0] <= week ? (unsigned)v[0] : 0;
         s->o.timeout = v[1] <= week ? (unsigned)v[1] : 0;
@@ -570,6 +570,7 @@ static int read_build_settings(struct serve *s, struct kiln_error **err)
                                       (unsigned long long)v[3], MAX_REPEAT);
         s->o.repeat = (unsigned)v[3];
         s->o.enforce_determinism = v[4] != 0;
+        s->o.keep_failed = v[5] != 0;
         return 0;
 }
 
