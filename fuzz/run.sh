@@ -2,7 +2,9 @@
 # fuzz/run.sh BUILD SECONDS TARGET...: runs each libFuzzer target for SECONDS
 # on its seeds (fuzz/seeds.py) and its corpus from earlier runs, prints one
 # line per target (runs, coverage, corpus size) and fails on the first crash,
-# leaving the input in BUILD/crashes/.
+# leaving the input in BUILD/crashes/. FUZZ_TIMEOUT (seconds, default 10) is
+# libFuzzer's per-input limit in wall-clock time: raise it for long runs on a
+# shared machine, where a starved process can miss it with no slow input.
 set -eu
 build=$1 secs=$2
 shift 2
@@ -15,7 +17,7 @@ for t in "$@"; do
 	mkdir -p "$build/corpus/$t"
 	log=$build/fuzz_$t.log
 	if ! UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-		"$build/fuzz/fuzz_$t" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+		"$build/fuzz/fuzz_$t" -max_total_time="$secs" -max_len=65536 -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 \
 		-artifact_prefix="$build/crashes/$t-" "$build/corpus/$t" "$seeds/$t" >"$log" 2>&1; then
 		grep -aE "ERROR|runtime error|property|not one line|SUMMARY" "$log" | head -5 >&2
 		echo "fuzz_$t: FAILED (log: $log, input: $(ls -t "$build/crashes/$t-"* 2>/dev/null | head -1))" >&2
