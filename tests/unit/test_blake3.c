@@ -215,16 +215,25 @@ static void hash_in_pieces(const uint8_t *data, size_t len, uint8_t out[KILN_BLA
         kiln_blake3_final(&h, out);
 }
 
-/* Feeds `data` in pieces of `piece` bytes, as `kiln hash` does with its read buffer. */
+/* Feeds `data` in pieces of `piece` bytes, as `kiln hash` does with its read buffer, after
+ * a first piece of `first` bytes (0: none): network slices, whose chunks are all misaligned. */
+static void hash_after_in_blocks_of(const uint8_t *data, size_t len, size_t first, size_t piece,
+                                    uint8_t out[KILN_BLAKE3_OUT_LEN])
+{
+        struct kiln_blake3 h;
+        size_t off = KILN_MIN(first, len);
+
+        kiln_blake3_init(&h);
+        kiln_blake3_update(&h, data, off);
+        for (; off < len; off += piece)
+                kiln_blake3_update(&h, data + off, KILN_MIN(piece, len - off));
+        kiln_blake3_final(&h, out);
+}
+
 static void hash_in_blocks_of(const uint8_t *data, size_t len, size_t piece,
                               uint8_t out[KILN_BLAKE3_OUT_LEN])
 {
-        struct kiln_blake3 h;
-
-        kiln_blake3_init(&h);
-        for (size_t off = 0; off < len; off += piece)
-                kiln_blake3_update(&h, data + off, KILN_MIN(piece, len - off));
-        kiln_blake3_final(&h, out);
+        hash_after_in_blocks_of(data, len, 0, piece, out);
 }
 
 static void assert_digest(const uint8_t got[KILN_BLAKE3_OUT_LEN], const char *want_hex,
@@ -316,6 +325,10 @@ static void test_vectors(void **state)
 
                 hash_in_blocks_of(input, len, 16 * 1024, out);
                 assert_digest(out, vectors[i].hex, "16 KiB pieces", len);
+                hash_after_in_blocks_of(input, len, 5, 16 * 1024, out);
+                assert_digest(out, vectors[i].hex, "5 bytes, then 16 KiB pieces", len);
+                hash_after_in_blocks_of(input, len, 3 * 1024 + 7, 5 * 1024, out);
+                assert_digest(out, vectors[i].hex, "3 KiB + 7, then 5 KiB pieces", len);
         }
 }
 
@@ -553,6 +566,9 @@ static void test_b3sum(void **state)
                 if (small || !one_shot) {
                         hash_in_blocks_of(b3_data, c->len, 64 * 1024, out);
                         assert_digest(out, c->hex, "b3sum 64 KiB pieces", c->len);
+                        hash_after_in_blocks_of(b3_data, c->len, 5, 16 * 1024, out);
+                        assert_digest(out, c->hex, "b3sum 5 bytes, then 16 KiB pieces",
+                                      c->len);
                 }
         }
 }

@@ -15,7 +15,13 @@
  * largest complete subtree that fits and is aligned with the chunks already hashed, and hashes
  * it wide. hash_many runs `degree` chunks at once, then pairs of CVs (parents) at once, level
  * by level, so the SIMD lanes stay full; only the final two CVs of the subtree come back,
- * pushed as two stack entries (the subtree's own parent might be the root). */
+ * pushed as two stack entries (the subtree's own parent might be the root).
+ *
+ * Input that does not start at a multiple of `degree` chunks (network slices and other
+ * pieces of odd sizes) would only allow subtrees of 1, 2, 4, ... chunks until it does, each
+ * on a narrower kernel; instead the chunks up to the next multiple are hashed together as
+ * independent chunks (hash_many does not care where they sit in the tree) and their CVs
+ * pushed one by one. */
 #include <assert.h>
 
 #include "blake3_impl.h"
@@ -276,7 +282,17 @@ void kiln_blake3_update(struct kiln_blake3 *h, const void *data, size_t len)
                 /* ...and starts at a multiple of its own size, so it is a node of the tree. */
                 while ((counter & (chunks - 1)) != 0)
                         chunks /= 2;
-                if (chunks == 1) {
+                /* Misaligned: the chunks up to the next multiple of degree, side by side. */
+                size_t lead = KILN_MIN(ops->degree - (size_t)(counter & (ops->degree - 1)),
+                                       (len - 1) / KILN_BLAKE3_CHUNK_LEN);
+                if (chunks < ops->degree && lead > chunks) {
+                        uint8_t cvs[KILN_BLAKE3_MAX_DEGREE * KILN_BLAKE3_OUT_LEN];
+
+                        hash_chunks(ops, in, lead, h->key, counter, h->chunk.flags, cvs);
+                        for (size_t i = 0; i < lead; i++)
+                                push_cv(ops, h, cvs + i * KILN_BLAKE3_OUT_LEN, counter + i);
+                        chunks = lead;
+                } else if (chunks == 1) {
                         struct node out;
 
                         chunk_update(ops, &h->chunk, in, KILN_BLAKE3_CHUNK_LEN);

@@ -2,7 +2,10 @@
  * and the OS saves ZMM state).
  *
  * hash_many runs 16 inputs side by side in ZMM registers, then 8 in YMM and 4 in XMM for
- * what is left, all using the native rotate (vprord) that SSE/AVX2 must emulate. compress
+ * what is left, all using the native rotate (vprord) that SSE/AVX2 must emulate. A last
+ * group of more than half a width runs on the wider kernel with its spare lanes hashing
+ * copies of the last input (their CVs dropped): 15 inputs cost one pass of hash16 rather
+ * than hash8, hash4 and three inputs one block at a time. compress
  * keeps the state as four XMM rows, like the SSE4.1 kernel, with vprord for the rotations.
  *
  * Built with -DKILN_BLAKE3_SIMDE, the same source compiles against SIMDe's portable
@@ -486,27 +489,37 @@ void kiln_blake3_hash_many_avx512(const uint8_t *const *inputs, size_t n, size_t
                                   uint8_t flags, uint8_t flags_start, uint8_t flags_end,
                                   uint8_t *out)
 {
+        typedef void hash_fn(const uint8_t *const *in, size_t blocks, const uint32_t key[8],
+                             uint64_t counter, bool increment_counter, uint8_t flags,
+                             uint8_t flags_start, uint8_t flags_end, uint8_t *out);
         /* Widest first; each narrower path runs at most once. */
-        static const size_t widths[] = {16, 8, 4};
+        static const struct {
+                size_t width;
+                hash_fn *fn;
+        } paths[] = {{16, hash16}, {8, hash8}, {4, hash4}};
 
-        for (size_t k = 0; k < KILN_ARRAY_SIZE(widths); k++) {
-                size_t width = widths[k];
+        for (size_t k = 0; k < KILN_ARRAY_SIZE(paths); k++) {
+                size_t width = paths[k].width;
 
                 while (n >= width) {
-                        if (width == 16)
-                                hash16(inputs, blocks, key, counter, increment_counter, flags,
-                                       flags_start, flags_end, out);
-                        else if (width == 8)
-                                hash8(inputs, blocks, key, counter, increment_counter, flags,
-                                      flags_start, flags_end, out);
-                        else
-                                hash4(inputs, blocks, key, counter, increment_counter, flags,
-                                      flags_start, flags_end, out);
+                        paths[k].fn(inputs, blocks, key, counter, increment_counter, flags,
+                                    flags_start, flags_end, out);
                         inputs += width;
                         n -= width;
                         out += width * KILN_BLAKE3_OUT_LEN;
                         if (increment_counter)
                                 counter += width;
+                }
+                if (n > width / 2 && n > 1) {
+                        const uint8_t *padded[16];
+                        uint8_t cvs[16 * KILN_BLAKE3_OUT_LEN];
+
+                        for (size_t i = 0; i < width; i++)
+                                padded[i] = inputs[KILN_MIN(i, n - 1)];
+                        paths[k].fn(padded, blocks, key, counter, increment_counter, flags,
+                                    flags_start, flags_end, cvs);
+                        memcpy(out, cvs, n * KILN_BLAKE3_OUT_LEN);
+                        return;
                 }
         }
         kiln_blake3_hash_one_by_one(kiln_blake3_compress_avx512, inputs, n, blocks, key, counter,
