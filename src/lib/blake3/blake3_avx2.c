@@ -307,6 +307,11 @@ void kiln_blake3_hash_many_avx2(const uint8_t *const *inputs, size_t n, size_t b
                 if (increment_counter)
                         counter += 8;
         }
+        if (n > 4) {
+                kiln_blake3_hash_padded(hash8, 8, inputs, n, blocks, key, counter,
+                                        increment_counter, flags, flags_start, flags_end, out);
+                return;
+        }
 #ifdef KILN_BLAKE3_HAVE_SSE41
         kiln_blake3_hash_many_sse41(inputs, n, blocks, key, counter, increment_counter, flags,
                                     flags_start, flags_end, out);

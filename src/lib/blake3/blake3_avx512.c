@@ -489,13 +489,10 @@ void kiln_blake3_hash_many_avx512(const uint8_t *const *inputs, size_t n, size_t
                                   uint8_t flags, uint8_t flags_start, uint8_t flags_end,
                                   uint8_t *out)
 {
-        typedef void hash_fn(const uint8_t *const *in, size_t blocks, const uint32_t key[8],
-                             uint64_t counter, bool increment_counter, uint8_t flags,
-                             uint8_t flags_start, uint8_t flags_end, uint8_t *out);
         /* Widest first; each narrower path runs at most once. */
         static const struct {
                 size_t width;
-                hash_fn *fn;
+                kiln_blake3_hash_wide_fn *fn;
         } paths[] = {{16, hash16}, {8, hash8}, {4, hash4}};
 
         for (size_t k = 0; k < KILN_ARRAY_SIZE(paths); k++) {
@@ -510,15 +507,10 @@ void kiln_blake3_hash_many_avx512(const uint8_t *const *inputs, size_t n, size_t
                         if (increment_counter)
                                 counter += width;
                 }
-                if (n > width / 2 && n > 1) {
-                        const uint8_t *padded[16];
-                        uint8_t cvs[16 * KILN_BLAKE3_OUT_LEN];
-
-                        for (size_t i = 0; i < width; i++)
-                                padded[i] = inputs[KILN_MIN(i, n - 1)];
-                        paths[k].fn(padded, blocks, key, counter, increment_counter, flags,
-                                    flags_start, flags_end, cvs);
-                        memcpy(out, cvs, n * KILN_BLAKE3_OUT_LEN);
+                if (n > width / 2) {
+                        kiln_blake3_hash_padded(paths[k].fn, width, inputs, n, blocks, key,
+                                                counter, increment_counter, flags, flags_start,
+                                                flags_end, out);
                         return;
                 }
         }

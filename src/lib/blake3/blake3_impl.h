@@ -120,6 +120,30 @@ static inline void kiln_blake3_hash_one_by_one(
         }
 }
 
+/* A kernel's hash_many for exactly `width` inputs side by side. */
+typedef void kiln_blake3_hash_wide_fn(const uint8_t *const *inputs, size_t blocks,
+                                      const uint32_t key[8], uint64_t counter,
+                                      bool increment_counter, uint8_t flags, uint8_t flags_start,
+                                      uint8_t flags_end, uint8_t *out);
+
+/* The last n < width inputs of a hash_many on the width-wide kernel: the spare lanes hash
+ * copies of the last input and their CVs are dropped. For n above half the width one wide
+ * pass costs less than the narrower kernels and single compressions it replaces. */
+static inline void kiln_blake3_hash_padded(kiln_blake3_hash_wide_fn *fn, size_t width,
+                                           const uint8_t *const *inputs, size_t n, size_t blocks,
+                                           const uint32_t key[8], uint64_t counter,
+                                           bool increment_counter, uint8_t flags,
+                                           uint8_t flags_start, uint8_t flags_end, uint8_t *out)
+{
+        const uint8_t *padded[KILN_BLAKE3_MAX_DEGREE];
+        uint8_t cvs[KILN_BLAKE3_MAX_DEGREE * KILN_BLAKE3_OUT_LEN];
+
+        for (size_t i = 0; i < width; i++)
+                padded[i] = inputs[i < n ? i : n - 1];
+        fn(padded, blocks, key, counter, increment_counter, flags, flags_start, flags_end, cvs);
+        memcpy(out, cvs, n * KILN_BLAKE3_OUT_LEN);
+}
+
 /* Kernels. Only those the build enables exist; see blake3_dispatch.c. */
 void kiln_blake3_compress_portable(uint32_t cv[8], const uint8_t block[KILN_BLAKE3_BLOCK_LEN],
                                    uint8_t block_len, uint64_t counter, uint8_t flags);

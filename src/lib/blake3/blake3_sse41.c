@@ -264,6 +264,11 @@ void kiln_blake3_hash_many_sse41(const uint8_t *const *inputs, size_t n, size_t 
                 if (increment_counter)
                         counter += 4;
         }
+        if (n > 2) {
+                kiln_blake3_hash_padded(hash4, 4, inputs, n, blocks, key, counter,
+                                        increment_counter, flags, flags_start, flags_end, out);
+                return;
+        }
         kiln_blake3_hash_one_by_one(kiln_blake3_compress_sse41, inputs, n, blocks, key, counter,
                                     increment_counter, flags, flags_start, flags_end, out);
 }
