@@ -131,6 +131,23 @@ static bool kept(const char *bundle)
         return access(mark, F_OK) == 0;
 }
 
+size_t runner_count_kept(const char *root)
+{
+        size_t n = 0;
+        DIR *d = opendir(root);
+        if (!d)
+                return 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *p = kiln_asprintf("%s/%s", root, de->d_name);
+                n += kept(p);
+        }
+        closedir(d);
+        return n;
+}
+
 void runner_mark_kept(const char *bundle)
 {
         _cleanup_free_ char *mark = kiln_asprintf("%s/" RUNNER_KEPT_MARK, bundle);

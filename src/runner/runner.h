@@ -45,6 +45,9 @@ struct runner_config {
         uint64_t memory_max; /* bytes per build, 0 = no limit */
         uint64_t pids_max;   /* processes per build, 0 = no limit */
         bool keep_failed;
+        /* Bundles kept at a call's request (kiln_build_call.keep_failed) at
+         * most at once: each holds its scratch tmpfs until removed. */
+        uint64_t keep_failed_max;
         bool kvm; /* the host's /dev/kvm node in builds' /dev, as Nix's sandbox has it */
         uint32_t fallback_subid;   /* start of kiln's range when /etc/sub[ug]id has none */
         uint64_t scratch_size;     /* bytes of the scratch tmpfs, 0 = bind of the bundle's fs */
@@ -361,6 +364,8 @@ void runner_make_uuid(char out[37]);
 /* The file that marks a bundle kept on purpose (keep-failed=1). */
 #define RUNNER_KEPT_MARK "kept-failed"
 void runner_mark_kept(const char *bundle);
+/* The bundles under root that carry the mark. */
+size_t runner_count_kept(const char *root);
 /* Removes what a killed service left in the bundle root (containers,
  * mounts, bundles, cgroups) unless another process builds there now. */
 void runner_recover(struct runner_service *s);

@@ -39,6 +39,8 @@
 #define LOG_TAIL_LINES 20
 /* Default cap of a build's stdout + stderr. */
 #define DEFAULT_MAX_LOG (64ULL << 20)
+/* Bundles kept at builds' request at most at once (keep-failed-max). */
+#define DEFAULT_KEEP_FAILED_MAX 8
 /* Default bound of a build's processes and threads. */
 #define DEFAULT_PIDS_MAX 8192
 
@@ -424,6 +426,27 @@ static void release_sandbox(struct runner_build *b)
         runner_cgroup_done(&b->cgroup);
 }
 
+/* Whether a failed build's bundle stays: always with keep-failed=1; at the
+ * call's request while fewer than keep-failed-max are kept (else the
+ * failure says why not). */
+static bool keep_bundle(struct runner_build *b, struct kiln_error **err)
+{
+        const struct runner_config *cfg = &b->svc->cfg;
+        if (cfg->keep_failed)
+                return true;
+        if (!runner_keeps_failed(b))
+                return false;
+        size_t n = runner_count_kept(cfg->bundle_root);
+        if (n < cfg->keep_failed_max)
+                return true;
+        if (err && *err)
+                kiln_error_set_lines(err, (*err)->code,
+                                     "%s\nnote: not keeping the build directory: %zu failed "
+                                     "builds are kept already (keep-failed-max)",
+                                     (*err)->msg, n);
+        return false;
+}
+
 /* A failed build's bundle is kept when asked, and the failure says where. */
 static void build_cleanup(struct runner_build *b, int r, struct kiln_error **err)
 {
@@ -439,7 +462,7 @@ static void build_cleanup(struct runner_build *b, int r, struct kiln_error **err
                 close(b->watch.err_fd);
         if (b->dir_fd >= 0)
                 close(b->dir_fd);
-        if (b->dir && !(r < 0 && runner_keeps_failed(b))) {
+        if (b->dir && !(r < 0 && keep_bundle(b, err))) {
                 if (b->scratch_mounted) {
                         _cleanup_free_ char *where = kiln_asprintf("%s/scratch", b->dir);
                         (void)umount2(where, MNT_DETACH);
@@ -639,6 +662,7 @@ static int parse_options(struct runner_config *cfg, const struct kiln_url *u, co
                 {"max-silent-time", 0, 7 * 24 * 3600, &silent},
                 {"max-log-size", 0, UINT64_MAX, &cfg->max_log},
                 {"keep-failed", 0, 1, &keep},
+                {"keep-failed-max", 0, 1024, &cfg->keep_failed_max},
                 {"kvm", 0, 1, &kvm},
                 {"subid", 1, UINT32_MAX - 1, &subid},
                 {"scratch-size", 0, UINT64_MAX, &cfg->scratch_size},
@@ -750,7 +774,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
                 "concurrency",  "timeout",     "max-silent-time", "max-log-size",
                 "keep-failed",  "sandbox-shell", "subid",         "scratch-size",
                 "ro-paths",     "memory-max",  "pids-max",        "cgroup",
-                "kvm",
+                "kvm",          "keep-failed-max",
                 backend == &runner_oci_backend ? "runtime" : NULL,
                 NULL};
         int r = kiln_url_query_check(u, allowed, url, err);
@@ -773,6 +797,7 @@ static int runner_new(const struct runner_backend *backend, const struct kiln_ur
         cfg->concurrency = ncpu > 0 ? (unsigned)ncpu : 1;
         cfg->fallback_subid = 100000;
         cfg->max_log = DEFAULT_MAX_LOG;
+        cfg->keep_failed_max = DEFAULT_KEEP_FAILED_MAX;
         /* Half the memory: a tmpfs only takes what is written to it. */
         cfg->scratch_size = s->mem_total / 2;
         /* Room for the host: a build may take three quarters of it. */

@@ -144,6 +144,20 @@ kiln run --build-service-addr "$backend://$T/kept?keep-failed=1&cgroup=$cg" --in
 grep -q " $T/kept/.*/scratch tmpfs " /proc/mounts || fail "kept scratch not mounted"
 umount "$T"/kept/*/scratch
 rm -rf "$T/kept"
+# kiln run -K: this one build's bundle is kept if it fails, at most
+# keep-failed-max at once; without -K nothing is
+ksvc="$backend://$T/kept?keep-failed-max=1&cgroup=$cg"
+expect_fail "exited with status 1" kiln run --build-service-addr "$ksvc" --input busybox=$bb --output out -- \
+	/inputs/busybox false
+[ "$(ls "$T/kept" | wc -l)" = 0 ] || fail "a failed build without -K was kept"
+expect_fail "note: keeping build directory '$T/kept/" kiln run -K --build-service-addr "$ksvc" \
+	--input busybox=$bb --output out -- /inputs/busybox false
+[ "$(ls "$T/kept" | wc -l)" = 1 ] || fail "-K kept $(ls "$T/kept" | wc -l) bundles"
+expect_fail "not keeping the build directory: 1 failed builds are kept already" \
+	kiln run -K --build-service-addr "$ksvc" --input busybox=$bb --output out -- /inputs/busybox false
+[ "$(ls "$T/kept" | wc -l)" = 1 ] || fail "keep-failed-max=1 kept $(ls "$T/kept" | wc -l) bundles"
+umount "$T"/kept/*/scratch 2>/dev/null || true
+rm -rf "$T/kept"
 
 # nothing left behind: bundles, runtime state, mounts
 [ "$(ls -A "$bundles")" = .state ] || fail "bundles left: $(ls -A "$bundles")"
