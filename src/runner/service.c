@@ -426,18 +426,26 @@ static void release_sandbox(struct runner_build *b)
         runner_cgroup_done(&b->cgroup);
 }
 
-/* Whether a failed build's bundle stays: always with keep-failed=1; at the
- * call's request while fewer than keep-failed-max are kept (else the
- * failure says why not). */
+/* Whether a failed build's bundle stays, marked as kept: always with
+ * keep-failed=1; at the call's request while fewer than keep-failed-max are
+ * kept (counted and marked under the lock, so concurrent failures cannot
+ * both take the last place; else the failure says why not). */
 static bool keep_bundle(struct runner_build *b, struct kiln_error **err)
 {
-        const struct runner_config *cfg = &b->svc->cfg;
-        if (cfg->keep_failed)
+        struct runner_service *s = b->svc;
+        if (s->cfg.keep_failed) {
+                runner_mark_kept(b->dir);
                 return true;
+        }
         if (!runner_keeps_failed(b))
                 return false;
-        size_t n = runner_count_kept(cfg->bundle_root);
-        if (n < cfg->keep_failed_max)
+        pthread_mutex_lock(&s->lock);
+        size_t n = runner_count_kept(s->cfg.bundle_root);
+        bool keep = n < s->cfg.keep_failed_max;
+        if (keep)
+                runner_mark_kept(b->dir);
+        pthread_mutex_unlock(&s->lock);
+        if (keep)
                 return true;
         if (err && *err)
                 kiln_error_set_lines(err, (*err)->code,
@@ -469,7 +477,6 @@ static void build_cleanup(struct runner_build *b, int r, struct kiln_error **err
                 }
                 discard_bundle(b->svc, b->dir, b->id);
         } else if (b->dir) {
-                runner_mark_kept(b->dir);
                 if (err && *err)
                         kiln_error_set_lines(err, (*err)->code,
                                              "%s\nnote: keeping build directory '%s'",
