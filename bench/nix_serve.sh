@@ -23,6 +23,10 @@
 # the builder. Runs
 # are paired (alternating which goes first); the last output of each pair
 # must be the same on both sides. Prints the medians and kiln/nix.
+# Every offloaded derivation opens an ssh session, which sshd runs through
+# the builder user's login shell: bash sources ~/.bashrc for it, so a heavy
+# rc file (pyenv init: 0.55 s here) is paid per derivation by both builders
+# alike and drowns the difference. The script prints what a session costs.
 # usage: bench/nix_serve.sh [RUNS] [N]
 set -eu
 cd "$(dirname "$0")/.."
@@ -41,6 +45,15 @@ KILN_BIN=$T/bin/kiln
 start_sshd "$T/ssh" -o ControlMaster=auto -o "ControlPath=$T/ssh/cm-%C" -o ControlPersist=600
 # shellcheck disable=SC2086
 cleanup_hooks="ssh $NIX_SSHOPTS -O exit root@127.0.0.1 2>/dev/null || true; $cleanup_hooks"
+# shellcheck disable=SC2086
+ssh $NIX_SSHOPTS -i "$SSH_KEY" root@127.0.0.1 true # the master connection
+for _ in 1 2 3; do
+	t0=$(date +%s%N)
+	# shellcheck disable=SC2086
+	ssh $NIX_SSHOPTS -i "$SSH_KEY" root@127.0.0.1 true
+	echo $((($(date +%s%N) - t0) / 1000000))
+done | sort -n | sed -n 2p >"$T/session_ms"
+echo "an ssh session over the master connection (the builder's login shell and its rc files): $(cat "$T/session_ms") ms" >&2
 
 mkdir "$T/bb"
 cp "$(command -v busybox)" "$T/bb/busybox"
