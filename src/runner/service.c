@@ -429,33 +429,37 @@ static void release_sandbox(struct runner_build *b)
 /* Whether a failed build's bundle stays, marked as kept: always with
  * keep-failed=1; at the call's request while fewer than keep-failed-max are
  * kept (counted and marked under the lock, so concurrent failures cannot
- * both take the last place; else the failure says why not). */
+ * both take the last place). The failure ends with a note saying which. */
 static bool keep_bundle(struct runner_build *b, struct kiln_error **err)
 {
         struct runner_service *s = b->svc;
-        if (s->cfg.keep_failed) {
-                runner_mark_kept(b->dir);
-                return true;
-        }
         if (!runner_keeps_failed(b))
                 return false;
-        pthread_mutex_lock(&s->lock);
-        size_t n = runner_count_kept(s->cfg.bundle_root);
-        bool keep = n < s->cfg.keep_failed_max;
-        if (keep)
+        size_t n = 0;
+        bool keep = s->cfg.keep_failed;
+        if (!keep) {
+                pthread_mutex_lock(&s->lock);
+                n = runner_count_kept(s->cfg.bundle_root);
+                keep = n < s->cfg.keep_failed_max;
+                if (keep)
+                        runner_mark_kept(b->dir);
+                pthread_mutex_unlock(&s->lock);
+        } else {
                 runner_mark_kept(b->dir);
-        pthread_mutex_unlock(&s->lock);
+        }
+        if (!err || !*err)
+                return keep;
         if (keep)
-                return true;
-        if (err && *err)
+                kiln_error_set_lines(err, (*err)->code, "%s\nnote: keeping build directory '%s'",
+                                     (*err)->msg, b->dir);
+        else
                 kiln_error_set_lines(err, (*err)->code,
                                      "%s\nnote: not keeping the build directory: %zu failed "
                                      "builds are kept already (keep-failed-max)",
                                      (*err)->msg, n);
-        return false;
+        return keep;
 }
 
-/* A failed build's bundle is kept when asked, and the failure says where. */
 static void build_cleanup(struct runner_build *b, int r, struct kiln_error **err)
 {
         release_sandbox(b);
@@ -476,11 +480,6 @@ static void build_cleanup(struct runner_build *b, int r, struct kiln_error **err
                         (void)umount2(where, MNT_DETACH);
                 }
                 discard_bundle(b->svc, b->dir, b->id);
-        } else if (b->dir) {
-                if (err && *err)
-                        kiln_error_set_lines(err, (*err)->code,
-                                             "%s\nnote: keeping build directory '%s'",
-                                             (*err)->msg, b->dir);
         }
         free(b->dir);
 }

@@ -239,6 +239,47 @@ static ssize_t sized_read(void *ctx, void *buf, size_t n, struct kiln_error **er
         return (ssize_t)n;
 }
 
+/* Records one path whose NAR is already in castore as node. */
+static int record_path(struct serve *s, const char *path, struct kiln_strv *refs,
+                       const char *deriver, const char *ca, struct kiln_node *node,
+                       const struct kiln_nix_nar_info *nar, struct kiln_error **err)
+{
+        const char *base = strrchr(path, '/') + 1;
+        kiln_node_set_name(node, base, strlen(base));
+        if (refs->n)
+                qsort(refs->v, refs->n, sizeof(char *), cmp_str);
+        struct kiln_nix_pathinfo rec = {
+            .path = (char *)path,
+            .node = *node,
+            .nar_hash = nar->hash,
+            .nar_size = nar->size,
+            .references = *refs,
+            .deriver = deriver && *deriver ? (char *)deriver : NULL,
+            .ca = ca && *ca ? (char *)ca : NULL,
+        };
+        return kiln_nix_pathinfo_put(s->o.pathinfo, &rec, err);
+}
+
+/* Each reference other than the path itself must be held already. */
+static int check_refs(struct serve *s, const char *path, const struct kiln_strv *refs,
+                      struct kiln_error **err)
+{
+        struct kiln_nix_store_path sp;
+        int r = 0;
+        for (size_t i = 0; r == 0 && i < refs->n; i++) {
+                r = kiln_nix_store_path_parse(refs->v[i], strlen(refs->v[i]), &sp, err);
+                bool ok = true;
+                if (r == 0 && strcmp(refs->v[i], path))
+                        r = valid_path(s, refs->v[i], &ok, err);
+                if (r == 0 && !ok)
+                        r = kiln_error_set(err, EINVAL,
+                                           "cannot add path '%s' because it lacks a valid "
+                                           "reference '%s'",
+                                           path, refs->v[i]);
+        }
+        return r;
+}
+
 static int add_to_store_nar(struct serve *s, struct kiln_error **err)
 {
         if (!s->write)
@@ -277,17 +318,8 @@ static int add_to_store_nar(struct serve *s, struct kiln_error **err)
                 r = kiln_error_set(err, EINVAL, "NAR hash of '%s' is not SHA-256", path);
         if (r == 0 && nar_size == 0)
                 r = kiln_error_set(err, EINVAL, "narInfo is too old and missing the narSize field");
-        for (size_t i = 0; r == 0 && i < refs.n; i++) {
-                r = kiln_nix_store_path_parse(refs.v[i], strlen(refs.v[i]), &sp, err);
-                bool ok = true;
-                if (r == 0 && strcmp(refs.v[i], path))
-                        r = valid_path(s, refs.v[i], &ok, err);
-                if (r == 0 && !ok)
-                        r = kiln_error_set(err, EINVAL,
-                                           "cannot add path '%s' because it lacks a valid "
-                                           "reference '%s'",
-                                           path, refs.v[i]);
-        }
+        if (r == 0)
+                r = check_refs(s, path, &refs, err);
         if (r < 0)
                 return kiln_error_prefix(err, r, "add '%s'", path);
 
@@ -307,20 +339,7 @@ static int add_to_store_nar(struct serve *s, struct kiln_error **err)
                     path, KILN_NIX_HASH_STR(&want, KILN_NIX_NIXBASE32, true), nar_size,
                     KILN_NIX_HASH_STR(&got.hash, KILN_NIX_NIXBASE32, true), got.size);
         }
-        const char *base = strrchr(path, '/') + 1;
-        kiln_node_set_name(&node, base, strlen(base));
-        if (refs.n)
-                qsort(refs.v, refs.n, sizeof(char *), cmp_str);
-        struct kiln_nix_pathinfo rec = {
-            .path = path,
-            .node = node,
-            .nar_hash = got.hash,
-            .nar_size = got.size,
-            .references = refs,
-            .deriver = *deriver ? deriver : NULL,
-            .ca = *ca ? ca : NULL,
-        };
-        r = kiln_nix_pathinfo_put(s->o.pathinfo, &rec, err);
+        r = record_path(s, path, &refs, deriver, ca, &node, &got, err);
         kiln_node_done(&node);
         if (r < 0)
                 return r;
@@ -417,47 +436,6 @@ static ssize_t framed_read(void *ctx, void *buf, size_t n, struct kiln_error **e
 }
 
 #define EXPORT_MAGIC 0x4558494eu
-
-/* Records one path whose NAR is already in castore as node. */
-static int record_path(struct serve *s, const char *path, struct kiln_strv *refs,
-                       const char *deriver, const char *ca, struct kiln_node *node,
-                       const struct kiln_nix_nar_info *nar, struct kiln_error **err)
-{
-        const char *base = strrchr(path, '/') + 1;
-        kiln_node_set_name(node, base, strlen(base));
-        if (refs->n)
-                qsort(refs->v, refs->n, sizeof(char *), cmp_str);
-        struct kiln_nix_pathinfo rec = {
-            .path = (char *)path,
-            .node = *node,
-            .nar_hash = nar->hash,
-            .nar_size = nar->size,
-            .references = *refs,
-            .deriver = deriver && *deriver ? (char *)deriver : NULL,
-            .ca = ca && *ca ? (char *)ca : NULL,
-        };
-        return kiln_nix_pathinfo_put(s->o.pathinfo, &rec, err);
-}
-
-/* Each reference other than the path itself must be held already. */
-static int check_refs(struct serve *s, const char *path, const struct kiln_strv *refs,
-                      struct kiln_error **err)
-{
-        struct kiln_nix_store_path sp;
-        int r = 0;
-        for (size_t i = 0; r == 0 && i < refs->n; i++) {
-                r = kiln_nix_store_path_parse(refs->v[i], strlen(refs->v[i]), &sp, err);
-                bool ok = true;
-                if (r == 0 && strcmp(refs->v[i], path))
-                        r = valid_path(s, refs->v[i], &ok, err);
-                if (r == 0 && !ok)
-                        r = kiln_error_set(err, EINVAL,
-                                           "cannot add path '%s' because it lacks a valid "
-                                           "reference '%s'",
-                                           path, refs->v[i]);
-        }
-        return r;
-}
 
 /* `nix-store --export` archives: {1 NAR EXPORT_MAGIC path refs deriver 0} 0. */
 static int import_paths(struct serve *s, struct kiln_error **err)
