@@ -15,6 +15,11 @@ int cmd_hash(int argc, char **argv);
 /* `kiln nix serve` relayed to a `kiln nix serve --listen` (serve_relay.c):
  * the exit status, or -1 when kiln-core is to serve the session itself. */
 int serve_relay(int argc, char **argv);
+
+/* GLIBC_TUNABLES for kiln-core's heap on huge pages (tunables.c): set by
+ * `kiln` before it executes kiln-core, undone by kiln-core at start. */
+void tunables_for_core(void);
+void tunables_restore(void);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cat(int argc, char **argv);

@@ -28,6 +28,7 @@ int main(int argc, char **argv)
         mallopt(M_MMAP_THRESHOLD, 32 << 20);
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
         mallopt(M_TOP_PAD, 16 << 20);
+        tunables_restore();
 
         if (argc >= 2 && !strcmp(argv[1], "--version")) {
                 printf("kiln %s\n", KILN_VERSION);

@@ -51,5 +51,6 @@ int main(int argc, char **argv)
                 if (r >= 0)
                         return r;
         }
+        tunables_for_core();
         exec_core(argv);
 }
