@@ -1,6 +1,6 @@
 /* kiln: the command users run. It runs `kiln hash` itself and executes kiln-core
  * for every other verb. Why two programs: kiln-core links gRPC, FUSE, LMDB and
- * zstd (29 shared libraries even with gRPC linked in statically, some 13 ms per
+ * zstd (13 shared libraries with gRPC linked in statically, some 8 ms per
  * start), which `kiln hash` never needs; this program links only libc, so
  * hashing a small file starts as fast as b3sum. `kiln nix serve` is relayed from here to a warm
  * `kiln nix serve --listen` when one runs (serve_relay.c). */

@@ -13,6 +13,7 @@
 #include <grpc/grpc_security.h>
 #include <systemd/sd-daemon.h>
 
+#include "lazylib.h"
 #include "listen.h"
 #include "log.h"
 
@@ -113,6 +114,13 @@ int srv_listeners_set_tls(struct srv_listeners *l, const char *cert_pem, const c
         return 0;
 }
 
+/* libsystemd, opened for sd-listen only (lazylib.h). */
+enum { SD_FN_listen_fds, SD_FN_is_socket, SD_FN_N };
+static const char *const sd_names[] = {"sd_listen_fds", "sd_is_socket", NULL};
+static void *sd_fn[SD_FN_N];
+static struct lazy_lib sd_lib = LAZY_LIB_INIT("libsystemd.so.0", sd_names, sd_fn);
+#define SD_CALL(f) ((typeof(&sd_##f))sd_fn[SD_FN_##f])
+
 static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error **err)
 {
         if (l->tls) /* grpc_server_add_channel_from_fd takes plaintext only */
@@ -121,7 +129,10 @@ static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error
         if (l->sd_listen)
                 return kiln_error_set(err, EINVAL, "sd-listen given twice");
         l->sd_listen = true;
-        int n = sd_listen_fds(1);
+        int r = lazy_lib_load(&sd_lib, err);
+        if (r < 0)
+                return kiln_error_prefix(err, r, "sd-listen");
+        int n = SD_CALL(listen_fds)(1);
         if (n < 0)
                 return kiln_error_errno(err, -n, "sd-listen: cannot take the passed sockets");
         if (n == 0)
@@ -133,7 +144,7 @@ static int listen_sd(struct srv_listeners *l, char **ret_desc, struct kiln_error
         l->fds = kiln_reallocarray(l->fds, l->n_fds + (size_t)n, sizeof(int));
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
-                if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+                if (SD_CALL(is_socket)(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
                         kiln_buf_done(&desc);
                         return kiln_error_set(err, EINVAL,
                                               "sd-listen: fd %d is not a listening stream socket",

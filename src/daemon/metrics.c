@@ -9,6 +9,7 @@
 
 #include <kiln/rpc/rpc.h>
 
+#include "lazylib.h"
 #include "metrics.h"
 
 static const double bucket_le[SRV_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -149,6 +150,22 @@ void srv_metrics_render(const struct srv_metrics *m, unsigned open_calls, struct
 
 /* --- the HTTP endpoint --- */
 
+/* libmicrohttpd, opened when the first endpoint starts (lazylib.h). */
+#define MHD_FUNCS(X)                                                                          \
+        X(start_daemon) X(stop_daemon) X(get_daemon_info) X(create_response_from_buffer)      \
+        X(add_response_header) X(queue_response) X(destroy_response)
+enum {
+#define MHD_IDX(f) MHD_FN_##f,
+        MHD_FUNCS(MHD_IDX) MHD_FN_N
+};
+static const char *const mhd_names[] = {
+#define MHD_NAME(f) "MHD_" #f,
+        MHD_FUNCS(MHD_NAME) NULL,
+};
+static void *mhd_fn[MHD_FN_N];
+static struct lazy_lib mhd_lib = LAZY_LIB_INIT("libmicrohttpd.so.12", mhd_names, mhd_fn);
+#define MHD_CALL(f) ((typeof(&MHD_##f))mhd_fn[MHD_FN_##f])
+
 struct kiln_metrics_http {
         struct MHD_Daemon *mhd;
         kiln_metrics_render_fn render;
@@ -174,15 +191,15 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
                 h->render(h->ud, &page);
         }
         struct MHD_Response *resp =
-                MHD_create_response_from_buffer(page.len, page.data, MHD_RESPMEM_MUST_COPY);
+                MHD_CALL(create_response_from_buffer)(page.len, page.data, MHD_RESPMEM_MUST_COPY);
         kiln_buf_done(&page);
         if (!resp)
                 return MHD_NO;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+        MHD_CALL(add_response_header)(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 code == MHD_HTTP_OK ? "text/plain; version=0.0.4; charset=utf-8"
                                                     : "text/plain; charset=utf-8");
-        enum MHD_Result r = MHD_queue_response(conn, code, resp);
-        MHD_destroy_response(resp);
+        enum MHD_Result r = MHD_CALL(queue_response)(conn, code, resp);
+        MHD_CALL(destroy_response)(resp);
         return r;
 }
 
@@ -219,6 +236,9 @@ int kiln_metrics_http_start(const char *addr, kiln_metrics_render_fn render, voi
         int r = parse_addr(addr, &ss, err);
         if (r < 0)
                 return r;
+        r = lazy_lib_load(&mhd_lib, err);
+        if (r < 0)
+                return kiln_error_prefix(err, r, "metrics on %s", addr);
         struct kiln_metrics_http *h = kiln_calloc(1, sizeof(*h));
         h->render = render;
         h->ud = ud;
@@ -227,7 +247,7 @@ int kiln_metrics_http_start(const char *addr, kiln_metrics_render_fn render, voi
                 flags |= MHD_USE_IPv6;
         /* MHD takes the port from the address; the argument only matters
          * without MHD_OPTION_SOCK_ADDR. */
-        h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR,
+        h->mhd = MHD_CALL(start_daemon)(flags, 0, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR,
                                   (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
                                   (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
                                   MHD_OPTION_END);
@@ -235,7 +255,7 @@ int kiln_metrics_http_start(const char *addr, kiln_metrics_render_fn render, voi
                 free(h);
                 return kiln_error_set(err, EADDRNOTAVAIL, "cannot serve metrics on %s", addr);
         }
-        const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        const union MHD_DaemonInfo *info = MHD_CALL(get_daemon_info)(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
         unsigned port = info ? info->port : 0;
         const char *colon = strrchr(addr, ':');
         *ret_desc = kiln_asprintf("%.*s:%u", (int)(colon - addr), addr, port);
@@ -247,6 +267,6 @@ void kiln_metrics_http_stop(struct kiln_metrics_http *h)
 {
         if (!h)
                 return;
-        MHD_stop_daemon(h->mhd);
+        MHD_CALL(stop_daemon)(h->mhd);
         free(h);
 }

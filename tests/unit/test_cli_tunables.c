@@ -71,10 +71,10 @@ static void test_user_choice_wins(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_unset),
-                cmocka_unit_test(test_empty),
-                cmocka_unit_test(test_other_tunables_kept),
-                cmocka_unit_test(test_user_choice_wins),
+            cmocka_unit_test(test_unset),
+            cmocka_unit_test(test_empty),
+            cmocka_unit_test(test_other_tunables_kept),
+            cmocka_unit_test(test_user_choice_wins),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
