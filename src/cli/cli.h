@@ -20,6 +20,7 @@ int serve_relay(int argc, char **argv);
  * `kiln` before it executes kiln-core, undone by kiln-core at start. */
 void tunables_for_core(void);
 void tunables_restore(void);
+
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_cat(int argc, char **argv);

@@ -2,8 +2,8 @@
  * for every other verb. Why two programs: kiln-core links gRPC, FUSE, LMDB and
  * zstd (13 shared libraries with gRPC linked in statically, some 8 ms per
  * start), which `kiln hash` never needs; this program links only libc, so
- * hashing a small file starts as fast as b3sum. `kiln nix serve` is relayed from here to a warm
- * `kiln nix serve --listen` when one runs (serve_relay.c). */
+ * hashing a small file starts as fast as b3sum. `kiln nix serve` is relayed
+ * from here to a warm `kiln nix serve --listen` when one runs (serve_relay.c). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>

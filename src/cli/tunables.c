@@ -1,7 +1,7 @@
 /* kiln-core's heap on transparent huge pages. On the VMs we run on, a
  * process's first touch of a fresh 4 KiB page costs about 10 µs (host facts,
  * docs/ARCHITECTURE.md); on huge pages that is one fault per 2 MiB, which
- * moves `kiln cat` of 256 MiB over gRPC from about 1.4 to 1.8 GB/s. glibc
+ * moves `kiln cat` of 256 MiB over gRPC from about 1.0 to 1.4 GB/s. glibc
  * reads the setting from GLIBC_TUNABLES at start only, so `kiln` sets it when
  * it executes kiln-core, and kiln-core puts the user's environment back
  * before it runs anything. A user's own glibc.malloc.hugetlb wins. */

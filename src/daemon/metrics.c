@@ -190,14 +190,14 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         } else {
                 h->render(h->ud, &page);
         }
-        struct MHD_Response *resp =
-                MHD_CALL(create_response_from_buffer)(page.len, page.data, MHD_RESPMEM_MUST_COPY);
+        struct MHD_Response *resp = MHD_CALL(create_response_from_buffer)(
+                page.len, page.data, MHD_RESPMEM_MUST_COPY);
         kiln_buf_done(&page);
         if (!resp)
                 return MHD_NO;
-        MHD_CALL(add_response_header)(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                code == MHD_HTTP_OK ? "text/plain; version=0.0.4; charset=utf-8"
-                                                    : "text/plain; charset=utf-8");
+        const char *type = code == MHD_HTTP_OK ? "text/plain; version=0.0.4; charset=utf-8"
+                                               : "text/plain; charset=utf-8";
+        MHD_CALL(add_response_header)(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         enum MHD_Result r = MHD_CALL(queue_response)(conn, code, resp);
         MHD_CALL(destroy_response)(resp);
         return r;
@@ -248,14 +248,15 @@ int kiln_metrics_http_start(const char *addr, kiln_metrics_render_fn render, voi
         /* MHD takes the port from the address; the argument only matters
          * without MHD_OPTION_SOCK_ADDR. */
         h->mhd = MHD_CALL(start_daemon)(flags, 0, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR,
-                                  (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
-                                  (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                                  MHD_OPTION_END);
+                                        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
+                                        (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+                                        (unsigned)64, MHD_OPTION_END);
         if (!h->mhd) {
                 free(h);
                 return kiln_error_set(err, EADDRNOTAVAIL, "cannot serve metrics on %s", addr);
         }
-        const union MHD_DaemonInfo *info = MHD_CALL(get_daemon_info)(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+        const union MHD_DaemonInfo *info =
+                MHD_CALL(get_daemon_info)(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
         unsigned port = info ? info->port : 0;
         const char *colon = strrchr(addr, ':');
         *ret_desc = kiln_asprintf("%.*s:%u", (int)(colon - addr), addr, port);
